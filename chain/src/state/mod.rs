@@ -1,0 +1,53 @@
+//! Ledger state as a flat map of keys to canonical values, authenticated by the bucketed Merkle
+//! commitment of SPEC §3.
+//!
+//! Execution reads through [`StateReader`] and produces [`StateChanges`]; the store turns those
+//! into new bucket contents and a new `state_root` in one atomic write.
+
+pub mod keys;
+
+use std::collections::BTreeMap;
+
+/// Key → new value (`None` deletes). A `BTreeMap`, so iteration order is the key order on every
+/// node.
+pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("corrupt state entry {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Read access to committed state (the store, or an overlay on top of it).
+pub trait StateReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+}
+
+impl<T: StateReader + ?Sized> StateReader for &T {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        (**self).get(key)
+    }
+}
+
+/// An in-memory state, for genesis construction and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemState(pub BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl MemState {
+    pub fn apply(&mut self, changes: &StateChanges) {
+        for (k, v) in changes {
+            match v {
+                Some(v) => self.0.insert(k.clone(), v.clone()),
+                None => self.0.remove(k),
+            };
+        }
+    }
+}
+
+impl StateReader for MemState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.0.get(key).cloned())
+    }
+}
