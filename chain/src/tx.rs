@@ -134,6 +134,16 @@ impl Tx {
         crypto::verify(&key, hash, &self.sig)
     }
 
+    /// The most this tx can take from the sender's balance: the fee, plus the amount that a
+    /// transfer sends or a stake bonds. The mempool reserves this much per pending tx.
+    pub fn max_spend(&self) -> u64 {
+        let moved = match &self.kind {
+            TxKind::Transfer { amount, .. } | TxKind::Stake { amount } => *amount,
+            _ => 0,
+        };
+        self.fee.saturating_add(moved)
+    }
+
     /// The least fee this tx must carry under the given fee schedule.
     pub fn min_fee(&self, base_fee: u64, fee_per_byte: u64) -> u64 {
         base_fee.saturating_add(fee_per_byte.saturating_mul(self.encoded_len() as u64))

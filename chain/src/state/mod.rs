@@ -51,3 +51,27 @@ impl StateReader for MemState {
         Ok(self.0.get(key).cloned())
     }
 }
+
+/// Reads and decodes a typed entry; absent entries are `None`, undecodable ones are corruption.
+pub fn read<T: serde::de::DeserializeOwned>(
+    reader: &(impl StateReader + ?Sized),
+    key: &[u8],
+) -> Result<Option<T>, StateError> {
+    match reader.get(key)? {
+        None => Ok(None),
+        Some(bytes) => crate::codec::decode(&bytes, crate::codec::MAX_DECODE_BYTES)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                key: keys::display(key),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+/// The account at `address` (a fresh, empty account if it has never been touched).
+pub fn account(
+    reader: &(impl StateReader + ?Sized),
+    address: &crate::address::Address,
+) -> Result<crate::account::Account, StateError> {
+    Ok(read(reader, &keys::account(address))?.unwrap_or_default())
+}
