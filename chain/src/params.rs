@@ -212,6 +212,13 @@ impl Params {
             "between 1 and 256",
         )?;
         check("min_stake", self.min_stake, self.min_stake >= 1, ">= 1")?;
+        // Unstaked funds must stay slashable until the epoch in which they still carry power ends.
+        check(
+            "unbonding_blocks",
+            self.unbonding_blocks,
+            self.unbonding_blocks >= self.rotation_interval,
+            ">= rotation_interval",
+        )?;
         check(
             "state_buckets",
             self.state_buckets,

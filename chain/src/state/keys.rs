@@ -8,8 +8,9 @@
 //! | `param/<name>` | `u64` |
 //! | `evidence/<32-byte hash of the offence>` | height it was punished at |
 //! | `unbond/<8-byte big-endian height>` | `Vec<(Address, u64)>` released at that height |
-//! | `validators/registry` | candidates: `BTreeMap<Address, Registration>` |
-//! | `validators/current`, `validators/next` | [`crate::validator_set::ValidatorSet`] |
+//! | `validator/<20-byte address>` | the account's public key, learnt from its `Stake` tx |
+//! | `validators/authorized` | `BTreeSet<Address>`: accounts the authorities allow to validate |
+//! | `validators/active` | [`crate::validator_set::ValidatorSet`] voting on the next height |
 //! | `meta/authorities`, `meta/coordinators` | `BTreeSet<Address>` |
 //! | `meta/supply` | `u64` total supply |
 //! | `meta/treasury` | `Address`; `meta/faucet`: `Option<Address>` |
@@ -43,9 +44,12 @@ pub fn unbonding(height: u64) -> Vec<u8> {
     with(b"unbond/", &height.to_be_bytes())
 }
 
-pub const REGISTRY: &[u8] = b"validators/registry";
-pub const VALIDATORS: &[u8] = b"validators/current";
-pub const NEXT_VALIDATORS: &[u8] = b"validators/next";
+pub fn validator_key(a: &Address) -> Vec<u8> {
+    with(b"validator/", &a.0)
+}
+
+pub const AUTHORIZED: &[u8] = b"validators/authorized";
+pub const ACTIVE_SET: &[u8] = b"validators/active";
 pub const AUTHORITIES: &[u8] = b"meta/authorities";
 pub const COORDINATORS: &[u8] = b"meta/coordinators";
 pub const SUPPLY: &[u8] = b"meta/supply";

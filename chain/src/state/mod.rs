@@ -5,6 +5,7 @@
 //! into new bucket contents and a new `state_root` in one atomic write.
 
 pub mod keys;
+pub mod ledger;
 
 use std::collections::BTreeMap;
 

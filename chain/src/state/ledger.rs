@@ -1,0 +1,136 @@
+//! A typed, write-buffering view of state: what execution and genesis read and write through.
+//!
+//! Writes stay in memory until [`Ledger::into_changes`] hands them to the store as one change
+//! set, so a block's effects reach disk in a single atomic batch or not at all.
+
+use super::{keys, read, StateChanges, StateError, StateReader};
+use crate::account::Account;
+use crate::address::Address;
+use crate::codec;
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+
+pub struct Ledger<R> {
+    base: R,
+    /// Accounts read or written so far; the flag marks written ones.
+    accounts: BTreeMap<Address, (Account, bool)>,
+    writes: StateChanges,
+}
+
+impl<R: StateReader> Ledger<R> {
+    pub fn new(base: R) -> Self {
+        Ledger {
+            base,
+            accounts: BTreeMap::new(),
+            writes: StateChanges::new(),
+        }
+    }
+
+    pub fn base(&self) -> &R {
+        &self.base
+    }
+
+    pub fn account(&mut self, a: &Address) -> Result<Account, StateError> {
+        if let Some((acct, _)) = self.accounts.get(a) {
+            return Ok(*acct);
+        }
+        let acct = super::account(&self.base, a)?;
+        self.accounts.insert(*a, (acct, false));
+        Ok(acct)
+    }
+
+    pub fn set_account(&mut self, a: Address, acct: Account) {
+        self.accounts.insert(a, (acct, true));
+    }
+
+    /// A typed entry, seeing this ledger's own writes first.
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
+        match self.writes.get(key) {
+            Some(Some(bytes)) => codec::decode(bytes, codec::MAX_DECODE_BYTES)
+                .map(Some)
+                .map_err(|e| StateError::Corrupt {
+                    key: keys::display(key),
+                    reason: e.to_string(),
+                }),
+            Some(None) => Ok(None),
+            None => read(&self.base, key),
+        }
+    }
+
+    pub fn put<T: Serialize + ?Sized>(&mut self, key: Vec<u8>, value: &T) {
+        self.writes.insert(key, Some(codec::encode(value)));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// Every write as one change set. An account back at its default (never used, or emptied)
+    /// is deleted rather than stored, so state holds only live accounts.
+    pub fn into_changes(mut self) -> StateChanges {
+        for (addr, (acct, dirty)) in self.accounts {
+            if dirty {
+                let key = keys::account(&addr);
+                let value = (!acct.is_empty()).then(|| codec::encode(&acct));
+                self.writes.insert(key, value);
+            }
+        }
+        self.writes
+    }
+}
+
+impl<R: StateReader> StateReader for Ledger<R> {
+    /// Raw reads through the ledger see its pending writes, accounts included.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(addr) = key
+            .strip_prefix(b"acct/".as_slice())
+            .and_then(|rest| <[u8; 20]>::try_from(rest).ok())
+        {
+            if let Some((acct, true)) = self.accounts.get(&Address(addr)) {
+                return Ok((!acct.is_empty()).then(|| codec::encode(acct)));
+            }
+        }
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemState;
+
+    #[test]
+    fn reads_see_writes_and_changes_drop_empty_accounts() {
+        let a = Address([1; 20]);
+        let b = Address([2; 20]);
+        let mut base = MemState::default();
+        base.0.insert(
+            keys::account(&b),
+            codec::encode(&Account {
+                balance: 5,
+                nonce: 1,
+                stake: 0,
+            }),
+        );
+        let mut l = Ledger::new(&base);
+        assert_eq!(l.account(&a).expect("read"), Account::default());
+        l.set_account(
+            a,
+            Account {
+                balance: 9,
+                nonce: 0,
+                stake: 0,
+            },
+        );
+        l.set_account(b, Account::default());
+        l.put(keys::SUPPLY.to_vec(), &14u64);
+        assert_eq!(l.get::<u64>(keys::SUPPLY).expect("read"), Some(14));
+        assert_eq!(crate::state::account(&l, &a).expect("read").balance, 9);
+        let changes = l.into_changes();
+        assert_eq!(changes.get(&keys::account(&b)), Some(&None));
+        assert!(changes.get(&keys::account(&a)).is_some_and(Option::is_some));
+    }
+}
