@@ -134,6 +134,16 @@ impl Params {
             .collect()
     }
 
+    /// Sets one parameter without validating: for loading a complete set that is validated once
+    /// as a whole (cross-parameter rules would reject a valid set half-loaded).
+    pub fn set_unvalidated(&mut self, name: &str, value: u64) -> Result<(), ParamError> {
+        let (_, slot) = self
+            .slot(name)
+            .ok_or_else(|| ParamError::Unknown(name.to_string()))?;
+        *slot = value;
+        Ok(())
+    }
+
     /// Applies a `ParamUpdate`: the result must pass [`Params::validate`].
     pub fn update(&mut self, name: &str, value: u64) -> Result<(), ParamError> {
         let mut next = self.clone();

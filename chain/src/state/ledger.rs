@@ -61,6 +61,11 @@ impl<R: StateReader> Ledger<R> {
         self.writes.insert(key, Some(codec::encode(value)));
     }
 
+    /// Writes bytes that are already a canonical encoding.
+    pub fn put_raw(&mut self, key: Vec<u8>, bytes: Vec<u8>) {
+        self.writes.insert(key, Some(bytes));
+    }
+
     pub fn delete(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
     }

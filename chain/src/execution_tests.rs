@@ -1,0 +1,646 @@
+//! Every validity rule and effect of execution, one test each.
+
+use super::*;
+use crate::crypto::{PublicKey, SecretKey, Signature};
+use crate::genesis::Genesis;
+use crate::params::AIT;
+use crate::receipt::{Receipt, ReceiptCore};
+use crate::state::{read, MemState};
+use crate::tx::Tx;
+use crate::vote::{Phase, Vote};
+
+const CHAIN: &str = "ait-test";
+
+pub(crate) struct World {
+    pub state: MemState,
+    pub validators: Vec<SecretKey>,
+    pub alice: SecretKey,
+    pub bob: SecretKey,
+    pub coordinator: SecretKey,
+    pub miner: SecretKey,
+    pub height: u64,
+    pub nonces: BTreeMap<Address, u64>,
+}
+
+pub(crate) fn addr(k: &SecretKey) -> Address {
+    Address::of(&k.public())
+}
+
+impl World {
+    pub fn new() -> World {
+        let validators: Vec<SecretKey> = (1..=4).map(|i| SecretKey::from_seed([i; 32])).collect();
+        let alice = SecretKey::from_seed([10; 32]);
+        let bob = SecretKey::from_seed([11; 32]);
+        let coordinator = SecretKey::from_seed([12; 32]);
+        let miner = SecretKey::from_seed([13; 32]);
+        let refs: Vec<&SecretKey> = validators.iter().collect();
+        let mut g = Genesis::dev(
+            CHAIN,
+            &refs,
+            &[
+                (addr(&alice), 10_000 * AIT),
+                (addr(&bob), 100 * AIT),
+                (addr(&coordinator), 50 * AIT),
+                (addr(&validators[0]), 10 * AIT),
+            ],
+        );
+        g.coordinators = vec![addr(&coordinator)];
+        g.params.rotation_interval = 10;
+        g.params.unbonding_blocks = 10;
+        let mut state = MemState::default();
+        state.apply(&g.initial_state().expect("genesis"));
+        World {
+            state,
+            validators,
+            alice,
+            bob,
+            coordinator,
+            miner,
+            height: 0,
+            nonces: BTreeMap::new(),
+        }
+    }
+
+    pub fn env(&self) -> BlockEnv {
+        BlockEnv {
+            chain_id: CHAIN.into(),
+            height: self.height + 1,
+            proposer: addr(&self.validators[0]),
+        }
+    }
+
+    pub fn tx(&mut self, key: &SecretKey, kind: TxKind) -> HashedTx {
+        let nonce = self.nonces.entry(addr(key)).or_insert(0);
+        *nonce += 1;
+        HashedTx::new(Tx::signed(CHAIN, kind, key, *nonce, 10 * AIT / 1000))
+    }
+
+    /// Executes one block; on success commits its changes and advances the height.
+    pub fn block(&mut self, txs: &[HashedTx]) -> Result<BlockOutcome, BlockError> {
+        let out = execute_block(&self.state, self.env(), txs, |_| false)?;
+        self.state.apply(&out.changes);
+        self.height += 1;
+        Ok(out)
+    }
+
+    /// Applies one tx alone; returns its error, if any, with the state untouched on error.
+    pub fn one(&mut self, tx: HashedTx) -> Result<(), TxError> {
+        match self.block(&[tx]) {
+            Ok(_) => Ok(()),
+            Err(BlockError::Tx { error, .. }) => Err(error),
+            Err(BlockError::State(e)) => panic!("state error {e}"),
+        }
+    }
+
+    pub fn acct(&self, a: &Address) -> Account {
+        crate::state::account(&self.state, a).expect("account")
+    }
+
+    pub fn supply(&self) -> u64 {
+        read(&self.state, keys::SUPPLY)
+            .expect("read")
+            .expect("supply")
+    }
+
+    pub fn transfer(&mut self, from: &SecretKey, to: Address, amount: u64) -> HashedTx {
+        let k = SecretKey::from_seed(from.seed());
+        self.tx(&k, TxKind::Transfer { to, amount })
+    }
+}
+
+fn reason(r: Result<(), TxError>) -> &'static str {
+    r.expect_err("tx should fail").reason()
+}
+
+#[test]
+fn transfer_moves_funds_bumps_nonce_and_pays_fee_to_proposer() {
+    let mut w = World::new();
+    let (a, b, p) = (addr(&w.alice), addr(&w.bob), addr(&w.validators[0]));
+    let (a0, b0, p0, s0) = (w.acct(&a), w.acct(&b), w.acct(&p), w.supply());
+    let tx = w.transfer(&SecretKey::from_seed(w.alice.seed()), b, 7 * AIT);
+    let fee = tx.tx.fee;
+    w.one(tx).expect("valid");
+    assert_eq!(w.acct(&a).balance, a0.balance - 7 * AIT - fee);
+    assert_eq!(w.acct(&a).nonce, a0.nonce + 1);
+    assert_eq!(w.acct(&b).balance, b0.balance + 7 * AIT);
+    assert_eq!(w.acct(&p).balance, p0.balance + fee);
+    assert_eq!(w.supply(), s0, "transfers never change supply");
+}
+
+#[test]
+fn rejects_wrong_chain_size_fee_and_signature() {
+    let mut w = World::new();
+    let b = addr(&w.bob);
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let other_chain = HashedTx::new(Tx::signed(
+        "other",
+        TxKind::Transfer { to: b, amount: 1 },
+        &alice,
+        1,
+        AIT,
+    ));
+    assert_eq!(reason(w.one(other_chain)), "wrong_chain");
+    let cheap = HashedTx::new(Tx::signed(
+        CHAIN,
+        TxKind::Transfer { to: b, amount: 1 },
+        &alice,
+        1,
+        1,
+    ));
+    assert_eq!(reason(w.one(cheap)), "fee_too_low");
+    let mut forged = w.transfer(&alice, b, 1);
+    forged.tx.sig = Signature([7; 64]);
+    assert_eq!(reason(w.one(forged)), "bad_signature");
+    let mut other_signer = w.transfer(&alice, b, 1);
+    other_signer.tx.sig = SecretKey::from_seed([99; 32]).sign_digest(&other_signer.hash);
+    assert_eq!(reason(w.one(other_signer)), "bad_signature");
+    let huge = HashedTx::new(Tx::signed(
+        CHAIN,
+        TxKind::ParamUpdate {
+            key: "x".repeat(40_000),
+            value: 1,
+        },
+        &alice,
+        1,
+        u64::MAX / 2,
+    ));
+    assert_eq!(reason(w.one(huge)), "too_large");
+    assert_eq!(w.acct(&addr(&alice)).nonce, 0, "failed txs change nothing");
+}
+
+#[test]
+fn nonces_must_be_strictly_sequential_and_replay_fails() {
+    let mut w = World::new();
+    let b = addr(&w.bob);
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let t1 = w.transfer(&alice, b, 1);
+    let t2 = w.transfer(&alice, b, 1);
+    let t3 = w.transfer(&alice, b, 1);
+    assert_eq!(reason(w.one(t2.clone())), "bad_nonce", "gap");
+    w.one(t1.clone()).expect("first");
+    assert_eq!(reason(w.one(t1)), "bad_nonce", "replay");
+    assert_eq!(reason(w.one(t3)), "bad_nonce", "still a gap");
+    w.one(t2).expect("second");
+}
+
+#[test]
+fn insufficient_funds_and_zero_amounts() {
+    let mut w = World::new();
+    let (a, b) = (addr(&w.alice), addr(&w.bob));
+    let bob = SecretKey::from_seed(w.bob.seed());
+    let all = w.acct(&b).balance;
+    let tx = w.transfer(&bob, a, all);
+    assert_eq!(
+        reason(w.one(tx)),
+        "insufficient_funds",
+        "amount plus fee exceeds balance"
+    );
+    w.nonces.insert(b, 0);
+    let zero = w.transfer(&bob, a, 0);
+    assert_eq!(reason(w.one(zero)), "zero_amount");
+    w.nonces.insert(b, 0);
+    let broke = SecretKey::from_seed([77; 32]);
+    let tx = w.transfer(&broke, a, 1);
+    assert_eq!(
+        reason(w.one(tx)),
+        "insufficient_funds",
+        "cannot pay the fee"
+    );
+}
+
+#[test]
+fn several_txs_of_one_sender_in_one_block() {
+    let mut w = World::new();
+    let b = addr(&w.bob);
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let txs: Vec<_> = (0..5).map(|_| w.transfer(&alice, b, AIT)).collect();
+    let b0 = w.acct(&b).balance;
+    w.block(&txs).expect("valid block");
+    assert_eq!(w.acct(&b).balance, b0 + 5 * AIT);
+    assert_eq!(w.acct(&addr(&alice)).nonce, 5);
+    // A block with one bad tx is invalid as a whole, and reports which.
+    let good = w.transfer(&alice, b, AIT);
+    let mut bad = w.transfer(&alice, b, AIT);
+    bad.tx.sig = Signature([1; 64]);
+    match w.block(&[good, bad]) {
+        Err(BlockError::Tx {
+            index: 1, error, ..
+        }) => assert_eq!(error.reason(), "bad_signature"),
+        other => panic!("expected tx 1 to fail, got {other:?}"),
+    }
+}
+
+#[test]
+fn stake_unstake_and_unbonding_release() {
+    let mut w = World::new();
+    let a = addr(&w.alice);
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let before = w.acct(&a);
+    let stake = w.tx(
+        &alice,
+        TxKind::Stake {
+            amount: 2_000 * AIT,
+        },
+    );
+    let fee = stake.tx.fee;
+    w.one(stake).expect("stake");
+    assert_eq!(w.acct(&a).stake, 2_000 * AIT);
+    assert_eq!(w.acct(&a).balance, before.balance - 2_000 * AIT - fee);
+    let pk: PublicKey = read(&w.state, &keys::validator_key(&a))
+        .expect("read")
+        .expect("key recorded");
+    assert_eq!(pk, alice.public());
+    let too_much = w.tx(
+        &alice,
+        TxKind::Unstake {
+            amount: 3_000 * AIT,
+        },
+    );
+    assert_eq!(reason(w.one(too_much)), "insufficient_stake");
+    w.nonces.insert(a, 1);
+    let unstake = w.tx(&alice, TxKind::Unstake { amount: 500 * AIT });
+    w.one(unstake).expect("unstake");
+    let unstaked_at = w.height;
+    assert_eq!(w.acct(&a).stake, 1_500 * AIT);
+    let bal = w.acct(&a).balance;
+    while w.height < unstaked_at + 9 {
+        w.block(&[]).expect("empty block");
+        assert_eq!(
+            w.acct(&a).balance,
+            bal,
+            "not released before unbonding_blocks"
+        );
+    }
+    w.block(&[]).expect("release block");
+    assert_eq!(w.acct(&a).balance, bal + 500 * AIT);
+    assert!(
+        read::<Vec<(Address, u64)>>(&w.state, &keys::unbonding(w.height))
+            .expect("read")
+            .is_none()
+    );
+}
+
+#[test]
+fn authorize_and_param_update_need_an_authority() {
+    let mut w = World::new();
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let authority = SecretKey::from_seed(w.validators[0].seed());
+    let tx = w.tx(
+        &alice,
+        TxKind::Authorize {
+            address: addr(&alice),
+            allowed: true,
+        },
+    );
+    assert_eq!(reason(w.one(tx)), "not_authority");
+    w.nonces.insert(addr(&alice), 0);
+    let tx = w.tx(
+        &alice,
+        TxKind::ParamUpdate {
+            key: "base_fee".into(),
+            value: 1,
+        },
+    );
+    assert_eq!(reason(w.one(tx)), "not_authority");
+    let tx = w.tx(
+        &authority,
+        TxKind::ParamUpdate {
+            key: "nope".into(),
+            value: 1,
+        },
+    );
+    assert_eq!(reason(w.one(tx)), "invalid_param");
+    w.nonces.insert(addr(&authority), 0);
+    let tx = w.tx(
+        &authority,
+        TxKind::ParamUpdate {
+            key: "state_buckets".into(),
+            value: 4,
+        },
+    );
+    assert_eq!(reason(w.one(tx)), "invalid_param");
+    w.nonces.insert(addr(&authority), 0);
+    let tx = w.tx(
+        &authority,
+        TxKind::ParamUpdate {
+            key: "base_fee".into(),
+            value: 5,
+        },
+    );
+    w.one(tx).expect("authority may update");
+    assert_eq!(
+        read::<u64>(&w.state, &keys::param("base_fee")).expect("read"),
+        Some(5)
+    );
+    let tx = w.tx(
+        &authority,
+        TxKind::Authorize {
+            address: addr(&alice),
+            allowed: true,
+        },
+    );
+    w.one(tx).expect("authority may authorize");
+    let set: BTreeSet<Address> = read(&w.state, keys::AUTHORIZED)
+        .expect("read")
+        .expect("set");
+    assert!(set.contains(&addr(&alice)));
+}
+
+#[test]
+fn validator_set_rotates_only_at_epoch_boundaries() {
+    let mut w = World::new();
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let authority = SecretKey::from_seed(w.validators[0].seed());
+    let auth = w.tx(
+        &authority,
+        TxKind::Authorize {
+            address: addr(&alice),
+            allowed: true,
+        },
+    );
+    let stake = w.tx(
+        &alice,
+        TxKind::Stake {
+            amount: 5_000 * AIT,
+        },
+    );
+    let out = w.block(&[auth, stake]).expect("block 1");
+    assert_eq!(out.next_validators.len(), 4, "unchanged mid-epoch");
+    let mut last = out;
+    while w.height < 10 {
+        last = w.block(&[]).expect("empty");
+    }
+    assert_eq!(last.next_validators.len(), 5, "alice joins after height 10");
+    assert_eq!(
+        last.next_validators.validators()[0].address,
+        addr(&alice),
+        "highest stake first"
+    );
+    let active: ValidatorSet = read(&w.state, keys::ACTIVE_SET)
+        .expect("read")
+        .expect("set");
+    assert_eq!(active, last.next_validators);
+}
+
+fn receipt_for(w: &World, payment: Hash, id: &[u8], units: u64, price: u64) -> Receipt {
+    let core = ReceiptCore {
+        receipt_id: Hash::of(id),
+        job_id: 1,
+        client: addr(&w.alice),
+        miner: addr(&w.miner),
+        coordinator: addr(&w.coordinator),
+        compute_units: units,
+        price,
+        output_hash: Hash::of(b"output"),
+        client_payment_tx: payment,
+    };
+    Receipt::sign(CHAIN, core, &w.miner, &w.coordinator)
+}
+
+#[test]
+fn receipt_claim_pays_miner_and_mints_exactly() {
+    let mut w = World::new();
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let (c, m) = (addr(&w.coordinator), addr(&w.miner));
+    let pay = w.transfer(&alice, c, 30 * AIT);
+    let pay_hash = pay.hash;
+    w.one(pay).expect("payment");
+    let payment: Payment = read(&w.state, &keys::payment(&pay_hash))
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(payment.amount, 30 * AIT);
+    let (c0, m0, s0) = (w.acct(&c).balance, w.acct(&m).balance, w.supply());
+    let treasury: Address = read(&w.state, keys::TREASURY)
+        .expect("read")
+        .expect("treasury");
+    let t0 = w.acct(&treasury).balance;
+    let r = receipt_for(&w, pay_hash, b"r1", 50, 20 * AIT);
+    let bob = SecretKey::from_seed(w.bob.seed());
+    let claim = w.tx(
+        &bob,
+        TxKind::ReceiptClaim {
+            receipt: Box::new(r.clone()),
+        },
+    );
+    w.one(claim).expect("claim");
+    let mint = 50 * 1_000;
+    let (cm, tm) = (mint * 500 / 10_000, mint * 1_000 / 10_000);
+    assert_eq!(w.acct(&m).balance, m0 + 20 * AIT + mint);
+    assert_eq!(w.acct(&c).balance, c0 - 20 * AIT + cm);
+    assert_eq!(w.acct(&treasury).balance, t0 + tm);
+    assert_eq!(
+        w.supply(),
+        s0 + mint + cm + tm,
+        "supply grows by the mints only"
+    );
+    // The same receipt, or another receipt on the same payment, is refused.
+    let again = w.tx(
+        &bob,
+        TxKind::ReceiptClaim {
+            receipt: Box::new(r),
+        },
+    );
+    assert_eq!(reason(w.one(again)), "duplicate_receipt");
+    w.nonces.insert(addr(&bob), 1);
+    let reuse = receipt_for(&w, pay_hash, b"r2", 1, 1);
+    let tx = w.tx(
+        &bob,
+        TxKind::ReceiptClaim {
+            receipt: Box::new(reuse),
+        },
+    );
+    assert_eq!(reason(w.one(tx)), "payment_used");
+}
+
+#[test]
+fn receipt_claim_rejections() {
+    let mut w = World::new();
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let bob = SecretKey::from_seed(w.bob.seed());
+    let c = addr(&w.coordinator);
+    let pay = w.transfer(&alice, c, 30 * AIT);
+    let pay_hash = pay.hash;
+    let not_to_coord = w.transfer(&alice, addr(&bob), 30 * AIT);
+    let plain_hash = not_to_coord.hash;
+    w.block(&[pay, not_to_coord]).expect("payments");
+    let mut cases: Vec<(Receipt, &str)> = vec![
+        (
+            receipt_for(&w, Hash::of(b"none"), b"a", 1, AIT),
+            "payment_not_found",
+        ),
+        (
+            receipt_for(&w, plain_hash, b"b", 1, AIT),
+            "payment_not_found",
+        ),
+        (
+            receipt_for(&w, pay_hash, b"c", 1, 31 * AIT),
+            "payment_too_small",
+        ),
+        (receipt_for(&w, pay_hash, b"d", u64::MAX, AIT), "overflow"),
+    ];
+    let mut wrong_client = receipt_for(&w, pay_hash, b"e", 1, AIT);
+    wrong_client.core.client = addr(&bob);
+    let wrong_client = Receipt::sign(CHAIN, wrong_client.core, &w.miner, &w.coordinator);
+    cases.push((wrong_client, "payment_mismatch"));
+    let mut forged = receipt_for(&w, pay_hash, b"f", 1, AIT);
+    forged.core.compute_units = 1_000_000;
+    cases.push((forged, "bad_receipt_signature"));
+    let rogue = SecretKey::from_seed([66; 32]);
+    let mut core = receipt_for(&w, pay_hash, b"g", 1, AIT).core;
+    core.coordinator = addr(&rogue);
+    cases.push((
+        Receipt::sign(CHAIN, core, &w.miner, &rogue),
+        "unknown_coordinator",
+    ));
+    for (r, want) in cases {
+        let tx = w.tx(
+            &bob,
+            TxKind::ReceiptClaim {
+                receipt: Box::new(r),
+            },
+        );
+        assert_eq!(reason(w.one(tx)), want);
+        w.nonces.insert(addr(&bob), 0);
+    }
+}
+
+#[test]
+fn receipt_claim_needs_coordinator_funds() {
+    let mut w = World::new();
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let coord = SecretKey::from_seed(w.coordinator.seed());
+    let c = addr(&coord);
+    let pay = w.transfer(&alice, c, 9_000 * AIT);
+    let pay_hash = pay.hash;
+    w.one(pay).expect("payment");
+    // The coordinator spends what it was paid, then cannot cover the price.
+    let spend = w.transfer(&coord, addr(&alice), w.acct(&c).balance - AIT);
+    w.one(spend).expect("spend");
+    let r = receipt_for(&w, pay_hash, b"r", 1, 9_000 * AIT);
+    let bob = SecretKey::from_seed(w.bob.seed());
+    let tx = w.tx(
+        &bob,
+        TxKind::ReceiptClaim {
+            receipt: Box::new(r),
+        },
+    );
+    assert_eq!(reason(w.one(tx)), "coordinator_insufficient_funds");
+}
+
+fn vote(k: &SecretKey, hash: &[u8], height: u64) -> SignedVote {
+    Vote {
+        height,
+        view: 0,
+        phase: Phase::Commit,
+        block_hash: Hash::of(hash),
+        validator: k.public(),
+    }
+    .sign(CHAIN, k)
+}
+
+#[test]
+fn evidence_slashes_once_and_deauthorizes() {
+    let mut w = World::new();
+    w.block(&[]).expect("height 1");
+    let v = SecretKey::from_seed(w.validators[2].seed());
+    let va = addr(&v);
+    let bob = SecretKey::from_seed(w.bob.seed());
+    let stake0 = w.acct(&va).stake;
+    let s0 = w.supply();
+    let ev = w.tx(
+        &bob,
+        TxKind::Evidence {
+            vote_a: vote(&v, b"x", 1),
+            vote_b: vote(&v, b"y", 1),
+        },
+    );
+    w.one(ev).expect("evidence");
+    let slash = stake0 / 10;
+    assert_eq!(w.acct(&va).stake, stake0 - slash);
+    assert_eq!(w.supply(), s0, "slashing moves stake to the treasury");
+    let set: BTreeSet<Address> = read(&w.state, keys::AUTHORIZED)
+        .expect("read")
+        .expect("set");
+    assert!(!set.contains(&va));
+    let again = w.tx(
+        &bob,
+        TxKind::Evidence {
+            vote_a: vote(&v, b"x", 1),
+            vote_b: vote(&v, b"z", 1),
+        },
+    );
+    assert_eq!(reason(w.one(again)), "duplicate_evidence");
+}
+
+#[test]
+fn evidence_rejections() {
+    let mut w = World::new();
+    w.block(&[]).expect("height 1");
+    let v = SecretKey::from_seed(w.validators[1].seed());
+    let bob = SecretKey::from_seed(w.bob.seed());
+    let nobody = SecretKey::from_seed([55; 32]);
+    let mut forged = vote(&v, b"y", 1);
+    forged.vote.block_hash = Hash::of(b"q");
+    let cases = [
+        (
+            vote(&v, b"x", 1),
+            vote(&v, b"x", 1),
+            "evidence_not_conflicting",
+        ),
+        (
+            vote(&v, b"x", 1),
+            vote(&SecretKey::from_seed([1; 32]), b"y", 1),
+            "evidence_not_conflicting",
+        ),
+        (vote(&v, b"x", 1), forged, "bad_evidence_signature"),
+        (
+            vote(&v, b"x", 50),
+            vote(&v, b"y", 50),
+            "evidence_future_height",
+        ),
+        (
+            vote(&nobody, b"x", 1),
+            vote(&nobody, b"y", 1),
+            "not_a_validator",
+        ),
+    ];
+    for (a, b, want) in cases {
+        let tx = w.tx(
+            &bob,
+            TxKind::Evidence {
+                vote_a: a,
+                vote_b: b,
+            },
+        );
+        assert_eq!(reason(w.one(tx)), want);
+        w.nonces.insert(addr(&bob), 0);
+    }
+}
+
+#[test]
+fn build_block_keeps_valid_txs_and_reports_rejected() {
+    let mut w = World::new();
+    let b = addr(&w.bob);
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let t1 = w.transfer(&alice, b, AIT);
+    let t2 = w.transfer(&alice, b, AIT);
+    let mut forged_nonce = w.transfer(&alice, b, AIT);
+    forged_nonce.tx.nonce = 9;
+    let forged_nonce = HashedTx::new(forged_nonce.tx);
+    let built = build_block(
+        &w.state,
+        w.env(),
+        vec![t1.clone(), forged_nonce, t2.clone()],
+        0,
+    )
+    .expect("build");
+    assert_eq!(built.txs, vec![t1, t2]);
+    assert_eq!(built.rejected.len(), 1);
+    assert_eq!(built.rejected[0].1.reason(), "bad_nonce");
+    let replay =
+        execute_block(&w.state, w.env(), &built.txs, |_| true).expect("same block validates");
+    assert_eq!(
+        replay.changes, built.outcome.changes,
+        "builder and validator agree"
+    );
+}
