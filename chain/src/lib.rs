@@ -10,6 +10,7 @@ pub mod block;
 pub mod bytes;
 pub mod codec;
 pub mod crypto;
+pub mod execution;
 pub mod genesis;
 pub mod hash;
 pub mod params;
