@@ -644,3 +644,182 @@ fn build_block_keeps_valid_txs_and_reports_rejected() {
         "builder and validator agree"
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Transfer {
+            from: usize,
+            to: usize,
+            amount: u64,
+        },
+        PayCoordinator {
+            from: usize,
+            amount: u64,
+        },
+        Claim {
+            payment: usize,
+            units: u64,
+            price: u64,
+            reuse_id: bool,
+        },
+        Stake {
+            who: usize,
+            amount: u64,
+        },
+        Unstake {
+            who: usize,
+            amount: u64,
+        },
+        Replay {
+            which: usize,
+        },
+        BadNonce {
+            who: usize,
+        },
+        EmptyBlock,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let amount = prop_oneof![1u64..1_000, 1_000u64..50 * AIT, Just(u64::MAX / 4)];
+        prop_oneof![
+            4 => (0usize..4, 0usize..4, amount.clone()).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+            2 => (0usize..4, amount.clone()).prop_map(|(from, amount)| Op::PayCoordinator { from, amount }),
+            2 => (0usize..8, 0u64..100_000, 0u64..60 * AIT, any::<bool>())
+                .prop_map(|(payment, units, price, reuse_id)| Op::Claim { payment, units, price, reuse_id }),
+            1 => (0usize..4, amount.clone()).prop_map(|(who, amount)| Op::Stake { who, amount }),
+            1 => (0usize..4, amount).prop_map(|(who, amount)| Op::Unstake { who, amount }),
+            1 => (0usize..64).prop_map(|which| Op::Replay { which }),
+            1 => (0usize..4).prop_map(|who| Op::BadNonce { who }),
+            1 => Just(Op::EmptyBlock),
+        ]
+    }
+
+    /// Sum of every balance and stake in state plus stake waiting in unbonding queues.
+    fn held(w: &World) -> u128 {
+        let mut total = 0u128;
+        for (k, v) in &w.state.0 {
+            if k.starts_with(b"acct/") {
+                let a: Account = crate::codec::decode(v, 1024).expect("account");
+                total += u128::from(a.balance) + u128::from(a.stake);
+            } else if k.starts_with(b"unbond/") {
+                let q: Vec<(Address, u64)> = crate::codec::decode(v, 1 << 20).expect("queue");
+                total += q.iter().map(|(_, x)| u128::from(*x)).sum::<u128>();
+            }
+        }
+        total
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn ledger_invariants_hold_over_random_txs(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut w = World::new();
+            let actors = [
+                SecretKey::from_seed(w.alice.seed()),
+                SecretKey::from_seed(w.bob.seed()),
+                SecretKey::from_seed(w.coordinator.seed()),
+                SecretKey::from_seed(w.miner.seed()),
+            ];
+            let coord = addr(&w.coordinator);
+            let mut committed: Vec<HashedTx> = vec![];
+            let mut payments: Vec<Hash> = vec![];
+            let mut used_payments = BTreeSet::new();
+            let mut claimed_ids = BTreeSet::new();
+            let mut last_id = Hash::of(b"receipt-0");
+            prop_assert_eq!(held(&w), u128::from(w.supply()));
+
+            for (step, op) in ops.into_iter().enumerate() {
+                let supply0 = w.supply();
+                let nonces0: Vec<u64> = actors.iter().map(|k| w.acct(&addr(k)).nonce).collect();
+                // Build the tx against the chain's real nonces so most ops are otherwise valid.
+                let next_nonce = |w: &World, k: &SecretKey| w.acct(&addr(k)).nonce + 1;
+                let sign = |w: &World, k: &SecretKey, kind: TxKind, nonce: u64| {
+                    let _ = w;
+                    HashedTx::new(Tx::signed(CHAIN, kind, k, nonce, 10 * AIT / 1000))
+                };
+                let tx = match op {
+                    Op::Transfer { from, to, amount } => {
+                        let k = &actors[from];
+                        Some(sign(&w, k, TxKind::Transfer { to: addr(&actors[to]), amount }, next_nonce(&w, k)))
+                    }
+                    Op::PayCoordinator { from, amount } => {
+                        let k = &actors[from];
+                        Some(sign(&w, k, TxKind::Transfer { to: coord, amount }, next_nonce(&w, k)))
+                    }
+                    Op::Claim { payment, units, price, reuse_id } => {
+                        let pay = payments.get(payment).copied().unwrap_or(Hash::of(b"missing"));
+                        let id = if reuse_id { last_id } else { Hash::of(&(step as u64).to_le_bytes()) };
+                        last_id = id;
+                        let mut r = receipt_for(&w, pay, b"", units, price);
+                        // The payment's actual client, so matching claims can succeed.
+                        if let Ok(Some(p)) = read::<Payment>(&w.state, &keys::payment(&pay)) {
+                            r.core.client = p.client;
+                        }
+                        r.core.receipt_id = id;
+                        let r = Receipt::sign(CHAIN, r.core, &w.miner, &w.coordinator);
+                        let k = &actors[1];
+                        Some(sign(&w, k, TxKind::ReceiptClaim { receipt: Box::new(r) }, next_nonce(&w, k)))
+                    }
+                    Op::Stake { who, amount } => {
+                        let k = &actors[who];
+                        Some(sign(&w, k, TxKind::Stake { amount }, next_nonce(&w, k)))
+                    }
+                    Op::Unstake { who, amount } => {
+                        let k = &actors[who];
+                        Some(sign(&w, k, TxKind::Unstake { amount }, next_nonce(&w, k)))
+                    }
+                    Op::Replay { which } => committed.get(which).cloned(),
+                    Op::BadNonce { who } => {
+                        let k = &actors[who];
+                        let n = next_nonce(&w, k);
+                        Some(sign(&w, k, TxKind::Transfer { to: coord, amount: 1 }, n + 1 + (step as u64 % 3)))
+                    }
+                    Op::EmptyBlock => None,
+                };
+                let is_replay = matches!(op, Op::Replay { .. });
+                let is_bad_nonce = matches!(op, Op::BadNonce { .. });
+                let txs: Vec<HashedTx> = tx.into_iter().collect();
+                let built = build_block(&w.state, w.env(), txs.clone(), 0).expect("build");
+                // What the builder kept, a validator accepts, with the same effects.
+                let out = execute_block(&w.state, w.env(), &built.txs, |_| false).expect("validates");
+                prop_assert_eq!(&out.changes, &built.outcome.changes);
+                if is_replay || is_bad_nonce {
+                    prop_assert!(built.txs.is_empty(), "replayed or out-of-order tx was accepted");
+                }
+                w.state.apply(&out.changes);
+                w.height += 1;
+
+                prop_assert_eq!(w.supply(), supply0 + out.minted, "supply moves only by mints");
+                prop_assert_eq!(held(&w), u128::from(w.supply()), "value is conserved");
+                for t in &built.txs {
+                    if let TxKind::Transfer { to, .. } = &t.tx.kind {
+                        if *to == coord {
+                            payments.push(t.hash);
+                        }
+                    }
+                    if let TxKind::ReceiptClaim { receipt } = &t.tx.kind {
+                        prop_assert!(used_payments.insert(receipt.core.client_payment_tx), "payment used twice");
+                        prop_assert!(claimed_ids.insert(receipt.core.receipt_id), "receipt claimed twice");
+                    } else {
+                        prop_assert_eq!(out.minted, 0, "only receipt claims mint");
+                    }
+                    committed.push(t.clone());
+                }
+                for (k, n0) in actors.iter().zip(nonces0) {
+                    let sent = built.txs.iter().filter(|t| t.tx.sender() == addr(k)).count() as u64;
+                    prop_assert_eq!(w.acct(&addr(k)).nonce, n0 + sent, "nonces advance by one per tx");
+                }
+            }
+            // Every committed tx is rejected if replayed now.
+            for t in committed.iter().take(16) {
+                let r = execute_block(&w.state, w.env(), std::slice::from_ref(t), |_| false);
+                prop_assert!(r.is_err(), "replay of {} accepted", t.hash);
+            }
+        }
+    }
+}
