@@ -550,8 +550,8 @@ fn evidence_slashes_once_and_deauthorizes() {
     let ev = w.tx(
         &bob,
         TxKind::Evidence {
-            vote_a: vote(&v, b"x", 1),
-            vote_b: vote(&v, b"y", 1),
+            vote_a: Box::new(vote(&v, b"x", 1)),
+            vote_b: Box::new(vote(&v, b"y", 1)),
         },
     );
     w.one(ev).expect("evidence");
@@ -565,8 +565,8 @@ fn evidence_slashes_once_and_deauthorizes() {
     let again = w.tx(
         &bob,
         TxKind::Evidence {
-            vote_a: vote(&v, b"x", 1),
-            vote_b: vote(&v, b"z", 1),
+            vote_a: Box::new(vote(&v, b"x", 1)),
+            vote_b: Box::new(vote(&v, b"z", 1)),
         },
     );
     assert_eq!(reason(w.one(again)), "duplicate_evidence");
@@ -608,8 +608,8 @@ fn evidence_rejections() {
         let tx = w.tx(
             &bob,
             TxKind::Evidence {
-                vote_a: a,
-                vote_b: b,
+                vote_a: Box::new(a),
+                vote_b: Box::new(b),
             },
         );
         assert_eq!(reason(w.one(tx)), want);

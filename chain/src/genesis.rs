@@ -354,7 +354,8 @@ mod tests {
 
     #[test]
     fn rejects_each_invalid_genesis_with_a_named_reason() {
-        let cases: Vec<(Box<dyn Fn(&mut Genesis)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Genesis)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|g| g.chain_id = "Bad Id".into()), "chain_id"),
             (Box::new(|g| g.chain_id = String::new()), "chain_id"),
             (Box::new(|g| g.validators.clear()), "no validators"),

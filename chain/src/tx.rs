@@ -37,8 +37,8 @@ pub enum TxKind {
         value: u64,
     },
     Evidence {
-        vote_a: SignedVote,
-        vote_b: SignedVote,
+        vote_a: Box<SignedVote>,
+        vote_b: Box<SignedVote>,
     },
 }
 
