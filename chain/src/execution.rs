@@ -685,18 +685,19 @@ pub enum BlockError {
 }
 
 /// Executes a proposed block's transactions in order. Signatures of txs that `verified` does
-/// not vouch for (not admitted to this node's mempool) are checked first, in one batch.
+/// not vouch for are checked first, in one batch.
+///
+/// `verified` must compare the whole tx, signature included (`Mempool::is_verified`): the tx
+/// hash excludes the signature, so a proposer could pair a pooled tx's hash with a forged
+/// signature, and nodes that had the tx would accept a block the others reject.
 pub fn execute_block<R: StateReader>(
     base: R,
     env: BlockEnv,
     txs: &[HashedTx],
-    verified: impl Fn(&Hash) -> bool,
+    verified: impl Fn(&HashedTx) -> bool,
 ) -> Result<BlockOutcome, BlockError> {
-    let (unchecked_idx, unchecked): (Vec<usize>, Vec<&HashedTx>) = txs
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| !verified(&t.hash))
-        .unzip();
+    let (unchecked_idx, unchecked): (Vec<usize>, Vec<&HashedTx>) =
+        txs.iter().enumerate().filter(|(_, t)| !verified(t)).unzip();
     verify_txs(&unchecked).map_err(|(i, error)| {
         let index = unchecked_idx[i];
         BlockError::Tx {

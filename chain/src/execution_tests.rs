@@ -645,6 +645,40 @@ fn build_block_keeps_valid_txs_and_reports_rejected() {
     );
 }
 
+#[test]
+fn pooled_tx_with_swapped_signature_is_still_checked() {
+    use crate::mempool::{Mempool, MempoolConfig};
+    let mut w = World::new();
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let tx = w.transfer(&alice, addr(&w.bob), AIT);
+    let mut pool = Mempool::new(CHAIN, MempoolConfig::default());
+    let params = Params {
+        rotation_interval: 10,
+        unbonding_blocks: 10,
+        ..Params::default()
+    };
+    pool.admit(tx.clone(), &w.state, &params).expect("admitted");
+    let mut forged = tx.clone();
+    forged.tx.sig = Signature([3; 64]);
+    assert_eq!(
+        forged.hash, tx.hash,
+        "the hash does not cover the signature"
+    );
+    let r = execute_block(&w.state, w.env(), &[forged], |t| pool.is_verified(t));
+    assert!(
+        matches!(
+            r,
+            Err(BlockError::Tx {
+                index: 0,
+                error: TxError::BadSignature(_),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    execute_block(&w.state, w.env(), &[tx], |t| pool.is_verified(t)).expect("the pooled tx itself");
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod execution;
 pub mod genesis;
 pub mod hash;
+pub mod mempool;
 pub mod params;
 pub mod receipt;
 pub mod state;
