@@ -17,6 +17,7 @@ pub mod mempool;
 pub mod params;
 pub mod receipt;
 pub mod state;
+pub mod store;
 pub mod tx;
 pub mod validator_set;
 pub mod vote;

@@ -4,8 +4,10 @@
 //! Execution reads through [`StateReader`] and produces [`StateChanges`]; the store turns those
 //! into new bucket contents and a new `state_root` in one atomic write.
 
+pub mod commitment;
 pub mod keys;
 pub mod ledger;
+pub mod proof;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,930 @@
+//! The bucketed Merkle state commitment of SPEC §3.
+//!
+//! Every entry `(k, v)` lands in the bucket named by the top `log2(num_buckets)` bits of
+//! `SHA-256(k)`. A bucket's hash covers its `(SHA-256(k), SHA-256(v))` pairs sorted by key hash
+//! (32 zero bytes when empty), and `state_root` is a complete binary Merkle tree over the bucket
+//! hashes. A block's work is then proportional to the buckets it touches: each touched bucket is
+//! re-hashed once, and each tree node above them is recomputed once.
+//!
+//! The alternatives the spec measured (a sparse Merkle tree per key, or one store key per entry)
+//! were 4–20× slower, because they pay a store round trip or a tree path per entry rather than
+//! per bucket.
+
+use crate::codec::{self, CodecError};
+use crate::hash::Hash;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Smallest bucket count: a tree needs at least one pair of leaves.
+pub const MIN_BUCKETS: u64 = 2;
+/// Largest bucket count: caps the in-memory tree at 2^21 hashes (64 MiB).
+pub const MAX_BUCKETS: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommitmentError {
+    #[error("state bucket count {0} is not a power of two between 2 and 2^20")]
+    BadBucketCount(u64),
+}
+
+/// Checks `num_buckets` and returns the tree depth, `log2(num_buckets)`.
+pub fn depth(num_buckets: u64) -> Result<u32, CommitmentError> {
+    if num_buckets.is_power_of_two() && (MIN_BUCKETS..=MAX_BUCKETS).contains(&num_buckets) {
+        Ok(num_buckets.trailing_zeros())
+    } else {
+        Err(CommitmentError::BadBucketCount(num_buckets))
+    }
+}
+
+/// Bucket of a key hash: its top `depth` bits, big-endian. `depth` is at most 20, so the
+/// first four bytes always suffice.
+pub fn bucket_of(key_hash: &Hash, depth: u32) -> u32 {
+    debug_assert!((1..=20).contains(&depth));
+    let top = u32::from_be_bytes([key_hash.0[0], key_hash.0[1], key_hash.0[2], key_hash.0[3]]);
+    top >> (32 - depth)
+}
+
+/// Why a bucket read back from the store cannot be trusted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BucketError {
+    #[error("undecodable: {0}")]
+    Codec(#[from] CodecError),
+    #[error("malformed layout: {0}")]
+    Layout(&'static str),
+    #[error("entry {index} is not sorted after the previous one (or repeats it)")]
+    Unsorted { index: usize },
+    #[error("entry {index} has a key hash that does not match its key")]
+    KeyHash { index: usize },
+    #[error("entry {index} has a value hash that does not match its value")]
+    ValueHash { index: usize },
+    #[error("entry {index} belongs to bucket {actual}, not this one")]
+    Misplaced { index: usize, actual: u32 },
+    #[error("stored as an empty bucket (empty buckets are deleted, not stored)")]
+    StoredEmpty,
+}
+
+/// One entry of a bucket, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub key_hash: &'a Hash,
+    pub value_hash: &'a Hash,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// All entries of one bucket, sorted by `(key_hash, key)`.
+///
+/// The key breaks ties only in the (never observed) case of a SHA-256 collision, so that even
+/// then every node orders the bucket the same way.
+///
+/// Laid out flat (one array of hash pairs, one of offsets, one byte string of keys and values)
+/// rather than as a `Vec` of entries owning their bytes: a block rewrites thousands of buckets,
+/// and per-entry allocations made cloning, encoding and freeing them the dominant cost. The
+/// value hash is kept beside the value so re-hashing a bucket is one SHA-256 over the pair
+/// array, not one per value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    pairs: Vec<(Hash, Hash)>,
+    /// Per entry, the end offsets in `data` of its key and of its value. Entry `i`'s key starts
+    /// where entry `i - 1`'s value ends (0 for the first).
+    ends: Vec<(u32, u32)>,
+    /// `key 0 || value 0 || key 1 || value 1 || …`
+    data: Vec<u8>,
+}
+
+/// A byte string that bincode writes as one length-prefixed copy rather than byte by byte.
+struct Blob(Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// The stored form of a bucket: the three arrays of [`Bucket`], offsets as u32 LE.
+#[derive(Serialize, Deserialize)]
+struct StoredBucket {
+    pairs: Blob,
+    ends: Blob,
+    data: Blob,
+}
+
+/// Largest bucket the store accepts writing: far above anything real (1M entries over 65,536
+/// buckets is ~2 KiB each), and well under the codec's decode limit, so a bucket that was
+/// written can always be read back.
+pub const MAX_BUCKET_BYTES: usize = 32 << 20;
+
+impl Bucket {
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1].1 as usize
+        }
+    }
+
+    fn key_at(&self, i: usize) -> &[u8] {
+        &self.data[self.start(i)..self.ends[i].0 as usize]
+    }
+
+    fn value_at(&self, i: usize) -> &[u8] {
+        &self.data[self.ends[i].0 as usize..self.ends[i].1 as usize]
+    }
+
+    pub fn entry(&self, i: usize) -> Entry<'_> {
+        Entry {
+            key_hash: &self.pairs[i].0,
+            value_hash: &self.pairs[i].1,
+            key: self.key_at(i),
+            value: self.value_at(i),
+        }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
+        (0..self.len()).map(|i| self.entry(i))
+    }
+
+    /// The `(key_hash, value_hash)` pairs, sorted: what the bucket hash and proofs cover.
+    pub fn pairs(&self) -> &[(Hash, Hash)] {
+        &self.pairs
+    }
+
+    /// Bytes of keys and values (what [`MAX_BUCKET_BYTES`] bounds, with the hashes).
+    pub fn size(&self) -> usize {
+        self.data.len() + self.pairs.len() * 72
+    }
+
+    fn position(&self, key_hash: &Hash, key: &[u8]) -> Result<usize, usize> {
+        // Compare keys only on a key-hash tie, i.e. for the entry itself.
+        let i = self.pairs.partition_point(|(kh, _)| kh < key_hash);
+        let mut j = i;
+        while j < self.len() && self.pairs[j].0 == *key_hash {
+            match self.key_at(j).cmp(key) {
+                std::cmp::Ordering::Less => j += 1,
+                std::cmp::Ordering::Equal => return Ok(j),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Err(j)
+    }
+
+    /// The value of `key`, whose hash the caller has already computed (it also picked the
+    /// bucket with it).
+    pub fn get(&self, key_hash: &Hash, key: &[u8]) -> Option<&[u8]> {
+        self.position(key_hash, key).ok().map(|i| self.value_at(i))
+    }
+
+    /// Shifts the offsets of entries from `from` on by `delta` bytes.
+    fn shift(&mut self, from: usize, delta: isize) {
+        for e in &mut self.ends[from..] {
+            e.0 = (e.0 as isize + delta) as u32;
+            e.1 = (e.1 as isize + delta) as u32;
+        }
+    }
+
+    /// Sets (`Some`) or deletes (`None`) `key`. Returns whether the bucket changed, so callers
+    /// can skip re-hashing and re-writing buckets that a block rewrote to the same values.
+    ///
+    /// Offsets are u32: callers keep buckets under [`MAX_BUCKET_BYTES`] (the store refuses to
+    /// write larger ones), so they cannot overflow.
+    pub fn set(&mut self, key_hash: Hash, key: &[u8], value: Option<&[u8]>) -> bool {
+        match (self.position(&key_hash, key), value) {
+            (Ok(i), Some(v)) => {
+                if self.value_at(i) == v {
+                    return false;
+                }
+                let (vs, ve) = (self.ends[i].0 as usize, self.ends[i].1 as usize);
+                let delta = v.len() as isize - (ve - vs) as isize;
+                self.data.splice(vs..ve, v.iter().copied());
+                self.pairs[i].1 = Hash::of(v);
+                self.ends[i].1 = (self.ends[i].1 as isize + delta) as u32;
+                self.shift(i + 1, delta);
+                true
+            }
+            (Ok(i), None) => {
+                let (s, e) = (self.start(i), self.ends[i].1 as usize);
+                self.data.drain(s..e);
+                self.pairs.remove(i);
+                self.ends.remove(i);
+                self.shift(i, -((e - s) as isize));
+                true
+            }
+            (Err(i), Some(v)) => {
+                let s = self.start(i);
+                let len = key.len() + v.len();
+                self.data
+                    .splice(s..s, key.iter().chain(v.iter()).copied());
+                self.pairs.insert(i, (key_hash, Hash::of(v)));
+                self.ends
+                    .insert(i, ((s + key.len()) as u32, (s + len) as u32));
+                self.shift(i + 1, len as isize);
+                true
+            }
+            (Err(_), None) => false,
+        }
+    }
+
+    /// The bucket hash: SHA-256 over the sorted `(key_hash || value_hash)` pairs, or
+    /// [`Hash::ZERO`] for an empty bucket.
+    pub fn hash(&self) -> Hash {
+        pairs_hash(self.pairs.iter().map(|(k, v)| (k, v)))
+    }
+
+    /// Rough heap footprint, for bounding caches of decoded buckets.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.pairs.capacity() * 64
+            + self.ends.capacity() * 8
+            + self.data.capacity()
+            + 3 * 16 // allocator headers
+    }
+
+    /// The bytes stored for this bucket. Only this node reads them back; what other nodes see
+    /// is the bucket hash, so this layout is not consensus-critical.
+    pub fn encode(&self) -> Vec<u8> {
+        // Written directly in the codec's layout of `StoredBucket` (three length-prefixed byte
+        // strings), into one exactly sized buffer; `decode` goes through the codec, and a test
+        // pins the two together.
+        let n = self.pairs.len();
+        let mut out = Vec::with_capacity(24 + n * 72 + self.data.len());
+        out.extend_from_slice(&((n * 64) as u64).to_le_bytes());
+        for (k, v) in &self.pairs {
+            out.extend_from_slice(&k.0);
+            out.extend_from_slice(&v.0);
+        }
+        out.extend_from_slice(&((n * 8) as u64).to_le_bytes());
+        for (k, v) in &self.ends {
+            out.extend_from_slice(&k.to_le_bytes());
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// Decodes stored bytes, checking everything lookups rely on (layout and order); cheap
+    /// enough for every read. [`Bucket::verify`] re-hashes keys and values, done on open.
+    pub fn decode(bytes: &[u8]) -> Result<Bucket, BucketError> {
+        let stored: StoredBucket = codec::decode(bytes, codec::MAX_DECODE_BYTES)?;
+        let (pairs, ends, data) = (stored.pairs.0, stored.ends.0, stored.data.0);
+        if pairs.is_empty() {
+            return Err(BucketError::StoredEmpty);
+        }
+        if pairs.len() % 64 != 0 {
+            return Err(BucketError::Layout("pair array is not a whole number of pairs"));
+        }
+        let n = pairs.len() / 64;
+        if ends.len() != n * 8 {
+            return Err(BucketError::Layout("offset array does not match the pair count"));
+        }
+        if data.len() > u32::MAX as usize {
+            return Err(BucketError::Layout("data over 4 GiB"));
+        }
+        let mut bucket = Bucket {
+            pairs: Vec::with_capacity(n),
+            ends: Vec::with_capacity(n),
+            data,
+        };
+        let mut prev_end = 0u32;
+        for (p, e) in pairs.chunks_exact(64).zip(ends.chunks_exact(8)) {
+            let mut kh = [0u8; 32];
+            let mut vh = [0u8; 32];
+            kh.copy_from_slice(&p[..32]);
+            vh.copy_from_slice(&p[32..]);
+            let mut k = [0u8; 4];
+            let mut v = [0u8; 4];
+            k.copy_from_slice(&e[..4]);
+            v.copy_from_slice(&e[4..]);
+            let (k, v) = (u32::from_le_bytes(k), u32::from_le_bytes(v));
+            if k < prev_end || v < k {
+                return Err(BucketError::Layout("offsets go backwards"));
+            }
+            prev_end = v;
+            bucket.pairs.push((Hash(kh), Hash(vh)));
+            bucket.ends.push((k, v));
+        }
+        if prev_end as usize != bucket.data.len() {
+            return Err(BucketError::Layout("offsets do not cover the data exactly"));
+        }
+        for i in 1..n {
+            let ord = bucket.pairs[i - 1]
+                .0
+                .cmp(&bucket.pairs[i].0)
+                .then_with(|| bucket.key_at(i - 1).cmp(bucket.key_at(i)));
+            if ord != std::cmp::Ordering::Less {
+                return Err(BucketError::Unsorted { index: i });
+            }
+        }
+        Ok(bucket)
+    }
+
+    /// Checks every stored hash against the key or value it claims to hash, and that every
+    /// entry belongs in bucket `index`.
+    pub fn verify(&self, index: u32, depth: u32) -> Result<(), BucketError> {
+        for (i, e) in self.entries().enumerate() {
+            if Hash::of(e.key) != *e.key_hash {
+                return Err(BucketError::KeyHash { index: i });
+            }
+            if Hash::of(e.value) != *e.value_hash {
+                return Err(BucketError::ValueHash { index: i });
+            }
+            let actual = bucket_of(e.key_hash, depth);
+            if actual != index {
+                return Err(BucketError::Misplaced { index: i, actual });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hash of a sorted pair list, the one definition shared by the store and proof verification.
+pub fn pairs_hash<'a>(pairs: impl IntoIterator<Item = (&'a Hash, &'a Hash)>) -> Hash {
+    let mut h = Sha256::new();
+    let mut any = false;
+    for (k, v) in pairs {
+        h.update(k.0);
+        h.update(v.0);
+        any = true;
+    }
+    if any {
+        Hash(h.finalize().into())
+    } else {
+        Hash::ZERO
+    }
+}
+
+/// The Merkle tree over bucket hashes, in heap layout: `nodes[1]` is the root, the children of
+/// `nodes[i]` are `nodes[2i]` and `nodes[2i + 1]`, and bucket `b`'s hash is
+/// `nodes[num_buckets + b]`. `nodes[0]` is unused.
+///
+/// Kept whole in memory (4 MiB at the default 65,536 buckets) so that updating a block's
+/// buckets needs no store reads for inner nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketTree {
+    depth: u32,
+    nodes: Vec<Hash>,
+}
+
+/// New hashes for the tree nodes a set of bucket changes touches, computed against one version
+/// of the tree without modifying it.
+///
+/// Proposers and validators need the new root before the block is decided; the node hashes are
+/// kept so committing the block installs them without hashing anything again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeUpdate {
+    base_root: Hash,
+    root: Hash,
+    nodes: Vec<(u32, Hash)>,
+}
+
+impl TreeUpdate {
+    /// Root of the tree this update was computed against.
+    pub fn base_root(&self) -> Hash {
+        self.base_root
+    }
+
+    /// Root after the update.
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+}
+
+impl BucketTree {
+    /// The tree of an empty state: every bucket hash is zero.
+    pub fn empty(num_buckets: u64) -> Result<BucketTree, CommitmentError> {
+        let depth = depth(num_buckets)?;
+        let n = num_buckets as usize;
+        let mut nodes = vec![Hash::ZERO; 2 * n];
+        // Every node on one level of an all-empty tree has the same hash.
+        let mut level_hash = Hash::ZERO;
+        let mut width = n;
+        while width > 1 {
+            level_hash = Hash::node(&level_hash, &level_hash);
+            width /= 2;
+            nodes[width..2 * width].fill(level_hash);
+        }
+        Ok(BucketTree { depth, nodes })
+    }
+
+    /// Builds the whole tree from every bucket hash, in bucket order.
+    pub fn from_leaves(leaves: &[Hash]) -> Result<BucketTree, CommitmentError> {
+        let depth = depth(leaves.len() as u64)?;
+        let n = leaves.len();
+        let mut nodes = vec![Hash::ZERO; 2 * n];
+        nodes[n..].copy_from_slice(leaves);
+        for i in (1..n).rev() {
+            nodes[i] = Hash::node(&nodes[2 * i], &nodes[2 * i + 1]);
+        }
+        Ok(BucketTree { depth, nodes })
+    }
+
+    pub fn root(&self) -> Hash {
+        self.nodes[1]
+    }
+
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    pub fn num_buckets(&self) -> u64 {
+        1u64 << self.depth
+    }
+
+    /// Bucket of `key_hash` in this tree.
+    pub fn bucket_of(&self, key_hash: &Hash) -> u32 {
+        bucket_of(key_hash, self.depth)
+    }
+
+    /// Hash of bucket `b`. Panics if `b` is out of range (a caller bug, not bad input: bucket
+    /// indices come from [`BucketTree::bucket_of`]).
+    pub fn leaf(&self, b: u32) -> Hash {
+        self.nodes[self.nodes.len() / 2 + b as usize]
+    }
+
+    /// Sibling hashes from bucket `b`'s leaf up to (not including) the root, bottom first.
+    pub fn siblings(&self, b: u32) -> Vec<Hash> {
+        let mut idx = self.nodes.len() / 2 + b as usize;
+        let mut out = Vec::with_capacity(self.depth as usize);
+        while idx > 1 {
+            out.push(self.nodes[idx ^ 1]);
+            idx /= 2;
+        }
+        out
+    }
+
+    /// Computes the new node hashes for new bucket hashes `leaves` (`(bucket, hash)`, sorted
+    /// by bucket, each bucket once; callers group changes by bucket anyway, so they come that
+    /// way for free). Each touched node is hashed exactly once, level by level.
+    ///
+    /// Unsorted or repeated input is tolerated (sorted here, the last hash for a bucket wins),
+    /// so a caller bug cannot produce a wrong root.
+    pub fn plan(&self, leaves: &[(u32, Hash)]) -> TreeUpdate {
+        let n = self.nodes.len() / 2;
+        let mut level: Vec<(usize, Hash)> = leaves
+            .iter()
+            .map(|(b, h)| (n + *b as usize, *h))
+            .collect();
+        if !level.windows(2).all(|w| w[0].0 < w[1].0) {
+            level.reverse();
+            level.sort_by_key(|(i, _)| *i); // stable: the last input for a bucket comes first
+            level.dedup_by_key(|(i, _)| *i);
+        }
+        let mut nodes = Vec::with_capacity(level.len() * 2 + self.depth as usize);
+        let mut root = self.root();
+        while let Some(&(first, _)) = level.first() {
+            if first == 1 {
+                root = level[0].1;
+                nodes.push((1, root));
+                break;
+            }
+            let mut next = Vec::with_capacity(level.len().div_ceil(2));
+            let mut i = 0;
+            while i < level.len() {
+                let (idx, h) = level[i];
+                let (left, right) = if idx % 2 == 0 {
+                    match level.get(i + 1) {
+                        Some(&(sib, sh)) if sib == idx + 1 => {
+                            i += 1;
+                            (h, sh)
+                        }
+                        _ => (h, self.nodes[idx + 1]),
+                    }
+                } else {
+                    (self.nodes[idx - 1], h)
+                };
+                i += 1;
+                next.push((idx / 2, Hash::node(&left, &right)));
+            }
+            nodes.extend(level.iter().map(|&(i, h)| (i as u32, h)));
+            level = next;
+        }
+        TreeUpdate {
+            base_root: self.root(),
+            root,
+            nodes,
+        }
+    }
+
+    /// Installs an update computed by [`BucketTree::plan`] on this same tree version. Returns
+    /// false (and changes nothing) if the tree has moved on since.
+    pub fn apply(&mut self, update: &TreeUpdate) -> bool {
+        if update.base_root != self.root() {
+            return false;
+        }
+        for &(i, h) in &update.nodes {
+            self.nodes[i as usize] = h;
+        }
+        true
+    }
+
+    /// Sets bucket hashes and updates their paths.
+    pub fn update(&mut self, leaves: &[(u32, Hash)]) {
+        let plan = self.plan(leaves);
+        self.apply(&plan);
+    }
+}
+
+/// State root of a whole state built from scratch. The store never needs this (it updates
+/// incrementally); genesis tooling and tests use it as the reference.
+pub fn state_root<'a>(
+    entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    num_buckets: u64,
+) -> Result<Hash, CommitmentError> {
+    let depth = depth(num_buckets)?;
+    let mut buckets: BTreeMap<u32, Bucket> = BTreeMap::new();
+    for (k, v) in entries {
+        let kh = Hash::of(k);
+        buckets
+            .entry(bucket_of(&kh, depth))
+            .or_default()
+            .set(kh, k, Some(v));
+    }
+    let mut leaves = vec![Hash::ZERO; num_buckets as usize];
+    for (b, bucket) in &buckets {
+        leaves[*b as usize] = bucket.hash();
+    }
+    Ok(BucketTree::from_leaves(&leaves)?.root())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An independent, deliberately naive root: concatenate sorted pairs per bucket, then fold
+    /// the leaf level pairwise until one hash is left.
+    fn naive_root(state: &BTreeMap<Vec<u8>, Vec<u8>>, num_buckets: u64) -> Hash {
+        let bits = num_buckets.trailing_zeros();
+        let mut per_bucket: Vec<Vec<(Hash, Hash)>> = vec![Vec::new(); num_buckets as usize];
+        for (k, v) in state {
+            let kh = Hash::of(k);
+            let top = u64::from_be_bytes(kh.0[..8].try_into().expect("8 bytes"));
+            per_bucket[(top >> (64 - bits)) as usize].push((kh, Hash::of(v)));
+        }
+        let mut level: Vec<Hash> = per_bucket
+            .into_iter()
+            .map(|mut pairs| {
+                if pairs.is_empty() {
+                    return Hash::ZERO;
+                }
+                pairs.sort();
+                let mut buf = Vec::new();
+                for (k, v) in pairs {
+                    buf.extend_from_slice(&k.0);
+                    buf.extend_from_slice(&v.0);
+                }
+                Hash::of(&buf)
+            })
+            .collect();
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|p| Hash::node(&p[0], &p[1]))
+                .collect();
+        }
+        level[0]
+    }
+
+    /// Incremental state kept the way the store keeps it: buckets plus the tree, updated per
+    /// batch of changes.
+    struct Incremental {
+        tree: BucketTree,
+        buckets: BTreeMap<u32, Bucket>,
+    }
+
+    impl Incremental {
+        fn new(n: u64) -> Self {
+            Incremental {
+                tree: BucketTree::empty(n).expect("valid count"),
+                buckets: BTreeMap::new(),
+            }
+        }
+
+        fn apply(&mut self, changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+            let mut leaves = BTreeMap::new();
+            for (k, v) in changes {
+                let kh = Hash::of(k);
+                let b = self.tree.bucket_of(&kh);
+                let bucket = self.buckets.entry(b).or_default();
+                bucket.set(kh, k, v.as_deref());
+                leaves.insert(b, bucket.hash());
+            }
+            self.tree.update(&leaves.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn bucket_index_is_top_bits() {
+        let kh = Hash::of(b"acct/x");
+        let expected = u16::from_be_bytes([kh.0[0], kh.0[1]]) as u32;
+        assert_eq!(bucket_of(&kh, 16), expected);
+        assert_eq!(bucket_of(&kh, 1), (kh.0[0] >> 7) as u32);
+        assert_eq!(bucket_of(&kh, 20), (expected << 4) | (kh.0[2] >> 4) as u32);
+        for bad in [0, 1, 3, 6, 1 << 21, u64::MAX] {
+            assert_eq!(depth(bad), Err(CommitmentError::BadBucketCount(bad)));
+        }
+        assert_eq!(depth(2), Ok(1));
+        assert_eq!(depth(1 << 20), Ok(20));
+    }
+
+    #[test]
+    fn empty_tree_matches_from_leaves() {
+        for n in [2u64, 4, 1024] {
+            let empty = BucketTree::empty(n).expect("valid");
+            let built = BucketTree::from_leaves(&vec![Hash::ZERO; n as usize]).expect("valid");
+            assert_eq!(empty, built);
+            assert_eq!(empty.root(), naive_root(&BTreeMap::new(), n));
+        }
+        assert!(BucketTree::from_leaves(&[Hash::ZERO; 3]).is_err());
+    }
+
+    #[test]
+    fn bucket_hash_is_over_sorted_pairs() {
+        let mut b = Bucket::default();
+        assert_eq!(b.hash(), Hash::ZERO);
+        let entries: [(&[u8], &[u8]); 3] = [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")];
+        for (k, v) in entries {
+            assert!(b.set(Hash::of(k), k, Some(v)));
+        }
+        assert!(!b.set(Hash::of(b"a"), b"a", Some(b"1")), "same value: no change");
+        assert!(!b.set(Hash::of(b"zz"), b"zz", None), "deleting absent: no change");
+        let mut pairs: Vec<(Hash, Hash)> = entries
+            .iter()
+            .map(|(k, v)| (Hash::of(k), Hash::of(v)))
+            .collect();
+        pairs.sort();
+        let mut buf = Vec::new();
+        for (k, v) in &pairs {
+            buf.extend_from_slice(&k.0);
+            buf.extend_from_slice(&v.0);
+        }
+        assert_eq!(b.hash(), Hash::of(&buf));
+        assert_eq!(b.pairs(), &pairs[..]);
+        assert_eq!(b.get(&Hash::of(b"b"), b"b"), Some(&b"2"[..]));
+        assert_eq!(Bucket::decode(&b.encode()), Ok(b.clone()));
+    }
+
+    #[test]
+    fn encoding_is_the_codec_layout() {
+        let mut b = Bucket::default();
+        for k in [&b"a"[..], b"bb", b"ccc"] {
+            b.set(Hash::of(k), k, Some(b"value"));
+        }
+        let mut pairs = Vec::new();
+        for (k, v) in b.pairs() {
+            pairs.extend_from_slice(&k.0);
+            pairs.extend_from_slice(&v.0);
+        }
+        let mut ends = Vec::new();
+        for (k, v) in &b.ends {
+            ends.extend_from_slice(&k.to_le_bytes());
+            ends.extend_from_slice(&v.to_le_bytes());
+        }
+        let via_codec = codec::encode(&StoredBucket {
+            pairs: Blob(pairs),
+            ends: Blob(ends),
+            data: Blob(b.data.clone()),
+        });
+        assert_eq!(b.encode(), via_codec);
+    }
+
+    #[test]
+    fn decode_and_verify_catch_corruption() {
+        let mut b = Bucket::default();
+        for k in [&b"a"[..], b"b", b"c"] {
+            b.set(Hash::of(k), k, Some(b"v"));
+        }
+        assert_eq!(Bucket::decode(&Bucket::default().encode()), Err(BucketError::StoredEmpty));
+        let mut swapped = b.clone();
+        swapped.pairs.swap(0, 1);
+        assert!(matches!(
+            Bucket::decode(&swapped.encode()),
+            Err(BucketError::Unsorted { .. })
+        ));
+        for (i, bad) in [(1usize, (0u32, 0u32)), (2, (u32::MAX, u32::MAX))] {
+            let mut broken = b.clone();
+            broken.ends[i] = bad;
+            assert!(matches!(
+                Bucket::decode(&broken.encode()),
+                Err(BucketError::Layout(_))
+            ));
+        }
+        let mut short = b.clone();
+        short.data.push(0);
+        assert!(matches!(
+            Bucket::decode(&short.encode()),
+            Err(BucketError::Layout(_))
+        ));
+        let mut bytes = b.encode();
+        bytes.pop();
+        assert!(matches!(Bucket::decode(&bytes), Err(BucketError::Codec(_))));
+
+        // With one bucket bit, every key lands in bucket 0 or 1; verify it per bucket.
+        let single: Vec<_> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|k| (Hash::of(k.as_bytes()), k.as_bytes()))
+            .filter(|(kh, _)| bucket_of(kh, 1) == 0)
+            .collect();
+        let mut zero = Bucket::default();
+        for (kh, k) in &single {
+            zero.set(*kh, k, Some(b"v"));
+        }
+        assert_eq!(zero.verify(0, 1), Ok(()));
+        assert!(matches!(
+            zero.verify(1, 1),
+            Err(BucketError::Misplaced { .. })
+        ));
+        let mut bad_value = zero.clone();
+        let last = bad_value.data.len() - 1;
+        bad_value.data[last] = b'w';
+        let n = bad_value.len();
+        assert_eq!(
+            bad_value.verify(0, 1),
+            Err(BucketError::ValueHash { index: n - 1 })
+        );
+        let mut bad_key = zero.clone();
+        bad_key.data[0] ^= 1;
+        assert_eq!(bad_key.verify(0, 1), Err(BucketError::KeyHash { index: 0 }));
+    }
+
+    #[test]
+    fn siblings_fold_to_root() {
+        let mut inc = Incremental::new(8);
+        let changes = (0u8..20)
+            .map(|i| (vec![i], Some(vec![i, i])))
+            .collect::<BTreeMap<_, _>>();
+        inc.apply(&changes);
+        for b in 0..8u32 {
+            let mut h = inc.tree.leaf(b);
+            let mut idx = b;
+            let sibs = inc.tree.siblings(b);
+            assert_eq!(sibs.len(), 3);
+            for s in sibs {
+                h = if idx % 2 == 0 {
+                    Hash::node(&h, &s)
+                } else {
+                    Hash::node(&s, &h)
+                };
+                idx /= 2;
+            }
+            assert_eq!(h, inc.tree.root());
+        }
+    }
+
+    #[test]
+    fn plan_does_not_modify_and_apply_checks_base() {
+        let mut t = BucketTree::empty(16).expect("valid");
+        let before = t.clone();
+        let plan = t.plan(&[(3, Hash::of(b"x")), (4, Hash::of(b"y"))]);
+        assert_eq!(t, before);
+        assert_eq!(plan.base_root(), before.root());
+        assert!(t.apply(&plan));
+        assert_eq!(t.root(), plan.root());
+        assert!(!t.apply(&plan), "stale plan refused");
+        let mut leaves = vec![Hash::ZERO; 16];
+        leaves[3] = Hash::of(b"x");
+        leaves[4] = Hash::of(b"y");
+        assert_eq!(BucketTree::from_leaves(&leaves).expect("valid"), t);
+        let noop = t.plan(&[]);
+        assert_eq!(noop.root(), t.root());
+        // Unsorted, repeated input: sorted, and the last hash for a bucket wins.
+        let messy = t.plan(&[(9, Hash::of(b"a")), (2, Hash::of(b"b")), (9, Hash::of(b"c"))]);
+        let clean = t.plan(&[(2, Hash::of(b"b")), (9, Hash::of(b"c"))]);
+        assert_eq!(messy, clean);
+    }
+
+    fn change_batches() -> impl Strategy<Value = Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>> {
+        // A small key space, so batches overwrite and delete each other's keys.
+        prop::collection::vec(
+            prop::collection::btree_map(
+                (0u8..48).prop_map(|k| vec![b'k', k]),
+                prop::option::weighted(0.75, prop::collection::vec(any::<u8>(), 0..6)),
+                0..24,
+            ),
+            1..8,
+        )
+    }
+
+    proptest! {
+        /// The flat layout behaves as a sorted map, and survives its stored form.
+        #[test]
+        fn bucket_behaves_as_a_map(
+            ops in prop::collection::vec(
+                (
+                    prop::collection::vec(0u8..4, 0..4),
+                    prop::option::weighted(0.7, prop::collection::vec(any::<u8>(), 0..9)),
+                ),
+                0..60,
+            ),
+        ) {
+            let mut bucket = Bucket::default();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for (k, v) in &ops {
+                let changed = bucket.set(Hash::of(k), k, v.as_deref());
+                let before = model.get(k).cloned();
+                match v {
+                    Some(v) => model.insert(k.clone(), v.clone()),
+                    None => model.remove(k),
+                };
+                prop_assert_eq!(changed, before != model.get(k).cloned());
+            }
+            prop_assert_eq!(bucket.len(), model.len());
+            for (k, v) in &model {
+                prop_assert_eq!(bucket.get(&Hash::of(k), k), Some(v.as_slice()));
+            }
+            let mut sorted: Vec<(Hash, Hash, Vec<u8>, Vec<u8>)> = model
+                .iter()
+                .map(|(k, v)| (Hash::of(k), Hash::of(v), k.clone(), v.clone()))
+                .collect();
+            sorted.sort();
+            let entries: Vec<(Hash, Hash, Vec<u8>, Vec<u8>)> = bucket
+                .entries()
+                .map(|e| (*e.key_hash, *e.value_hash, e.key.to_vec(), e.value.to_vec()))
+                .collect();
+            prop_assert_eq!(entries, sorted);
+            if bucket.is_empty() {
+                prop_assert_eq!(Bucket::decode(&bucket.encode()), Err(BucketError::StoredEmpty));
+            } else {
+                prop_assert_eq!(Bucket::decode(&bucket.encode()), Ok(bucket.clone()));
+            }
+        }
+
+        #[test]
+        fn incremental_root_equals_root_from_scratch(
+            batches in change_batches(),
+            bits in 1u32..6,
+        ) {
+            let n = 1u64 << bits;
+            let mut inc = Incremental::new(n);
+            let mut state = BTreeMap::new();
+            for batch in &batches {
+                inc.apply(batch);
+                for (k, v) in batch {
+                    match v {
+                        Some(v) => state.insert(k.clone(), v.clone()),
+                        None => state.remove(k),
+                    };
+                }
+                let expected = naive_root(&state, n);
+                prop_assert_eq!(inc.tree.root(), expected);
+                let from_scratch = state_root(
+                    state.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                    n,
+                ).expect("valid count");
+                prop_assert_eq!(from_scratch, expected);
+            }
+        }
+
+        #[test]
+        fn insertion_order_does_not_matter(
+            entries in prop::collection::btree_map(
+                prop::collection::vec(any::<u8>(), 0..8),
+                prop::collection::vec(any::<u8>(), 0..8),
+                0..40,
+            ),
+            seed in any::<u64>(),
+        ) {
+            let n = 8;
+            let mut forward = Incremental::new(n);
+            for (k, v) in &entries {
+                forward.apply(&[(k.clone(), Some(v.clone()))].into());
+            }
+            // Another order: rotate by a seed-chosen amount, one entry per batch.
+            let list: Vec<_> = entries.iter().collect();
+            let mut other = Incremental::new(n);
+            for i in 0..list.len() {
+                let (k, v) = list[(i + seed as usize % list.len().max(1)) % list.len()];
+                other.apply(&[(k.clone(), Some(v.clone()))].into());
+            }
+            prop_assert_eq!(forward.tree.root(), other.tree.root());
+            prop_assert_eq!(forward.tree.root(), naive_root(&entries, n));
+        }
+    }
+}

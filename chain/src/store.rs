@@ -1,0 +1,642 @@
+//! The chain store (SPEC §4a): committed blocks, their certificates, the transaction index and
+//! the state with its bucketed Merkle commitment, over any [`KvStore`].
+//!
+//! Layout, all in one key-value namespace so a block lands in one atomic batch:
+//!
+//! | key | value |
+//! |---|---|
+//! | `s/<bucket u32 BE>` | the bucket's entries ([`Bucket`]); absent = empty bucket |
+//! | `b/<height u64 BE>` | the block |
+//! | `h/<block hash>` | its height, u64 BE |
+//! | `c/<height u64 BE>` | the certificate that decided that height |
+//! | `t/<tx hash>` | `(height u64, index u32)` |
+//! | `m/head` | head height, u64 BE |
+//! | `m/genesis_hash` | the genesis hash the store was created for |
+//!
+//! "Nothing committed is ever lost": [`ChainStore::commit_block`] writes a block and everything
+//! it changes in one batch and flushes before it returns, and [`ChainStore::open`] refuses a
+//! store whose head block or state does not check out, rather than run on it.
+
+mod cache;
+pub mod kv;
+
+pub use kv::{KvError, KvStore, MemKv, SledConfig, SledKv, WriteBatch};
+
+use crate::block::{Block, CommitCertificate, Header};
+use crate::codec;
+use crate::genesis::{Genesis, GenesisError};
+use crate::hash::Hash;
+use crate::state::commitment::{self, Bucket, BucketTree, CommitmentError, TreeUpdate};
+use crate::state::proof::StateProof;
+use crate::state::{StateChanges, StateError, StateReader};
+use cache::BucketCache;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// What every refusal to open tells the operator to do.
+const RESYNC: &str = "the store cannot be trusted: stop the node, delete its data directory \
+                      and start it again to resync from peers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Kv(#[from] KvError),
+    #[error("store entry {key} is corrupt: {reason}; {RESYNC}")]
+    Corrupt { key: String, reason: String },
+    #[error(
+        "the data directory holds the chain with genesis hash {stored}, but the configured \
+         genesis hashes to {expected}; use that chain's genesis file, or delete the data \
+         directory and start again to resync this chain from peers"
+    )]
+    GenesisMismatch { stored: Hash, expected: Hash },
+    #[error("the store's head is height {height}, but that block is missing; {RESYNC}")]
+    HeadBlockMissing { height: u64 },
+    #[error(
+        "the stored state hashes to {computed}, but head block {height} commits to \
+         {header_root}; {RESYNC}"
+    )]
+    StateRootMismatch {
+        height: u64,
+        header_root: Hash,
+        computed: Hash,
+    },
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisError),
+    #[error("state commitment: {0}")]
+    Commitment(#[from] CommitmentError),
+    #[error("block is for chain {got:?}, the store holds chain {expected:?}")]
+    WrongChain { expected: String, got: String },
+    #[error("block height {got} does not follow the head (expected {expected})")]
+    WrongHeight { expected: u64, got: u64 },
+    #[error("block's parent is {got}, but the head is {expected}")]
+    WrongParent { expected: Hash, got: Hash },
+    #[error(
+        "state changes were prepared on state root {prepared_on}, but the store is now at \
+         {current}; prepare them again"
+    )]
+    StalePrepared { prepared_on: Hash, current: Hash },
+    #[error("block {height} commits to state root {header}, but its changes give {prepared}")]
+    BlockStateRoot {
+        height: u64,
+        header: Hash,
+        prepared: Hash,
+    },
+    #[error(
+        "certificate is for height {cert_height} block {cert_hash}, not height {height} \
+         block {hash}"
+    )]
+    CertificateMismatch {
+        height: u64,
+        hash: Hash,
+        cert_height: u64,
+        cert_hash: Hash,
+    },
+    #[error(
+        "state bucket {bucket} would grow to {bytes} bytes, over the {max}-byte limit",
+        max = commitment::MAX_BUCKET_BYTES
+    )]
+    BucketTooLarge { bucket: u32, bytes: usize },
+    #[error(
+        "an earlier commit failed to write ({0}); memory and disk may disagree: restart the \
+         node"
+    )]
+    Poisoned(String),
+}
+
+impl From<StoreError> for StateError {
+    fn from(e: StoreError) -> StateError {
+        match e {
+            StoreError::Corrupt { key, reason } => StateError::Corrupt { key, reason },
+            other => StateError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Record keys. Heights are big-endian so blocks sort by height.
+mod key {
+    use crate::hash::Hash;
+
+    pub const HEAD: &[u8] = b"m/head";
+    pub const GENESIS: &[u8] = b"m/genesis_hash";
+    pub const BUCKET_PREFIX: &[u8] = b"s/";
+
+    fn with<const N: usize>(prefix: &[u8; 2], rest: &[u8]) -> [u8; N] {
+        let mut k = [0u8; N];
+        k[..2].copy_from_slice(prefix);
+        k[2..].copy_from_slice(rest);
+        k
+    }
+    pub fn bucket(b: u32) -> [u8; 6] {
+        with(b"s/", &b.to_be_bytes())
+    }
+    pub fn block(height: u64) -> [u8; 10] {
+        with(b"b/", &height.to_be_bytes())
+    }
+    pub fn cert(height: u64) -> [u8; 10] {
+        with(b"c/", &height.to_be_bytes())
+    }
+    pub fn block_hash(hash: &Hash) -> [u8; 34] {
+        with(b"h/", &hash.0)
+    }
+    pub fn tx(hash: &Hash) -> [u8; 34] {
+        with(b"t/", &hash.0)
+    }
+    /// Bucket index of a `s/` key, if well formed.
+    pub fn parse_bucket(k: &[u8]) -> Option<u32> {
+        let rest: [u8; 4] = k.strip_prefix(BUCKET_PREFIX)?.try_into().ok()?;
+        Some(u32::from_be_bytes(rest))
+    }
+    pub fn display(k: &[u8]) -> String {
+        match k.split_first_chunk::<2>() {
+            Some((p, rest)) if p[1] == b'/' && p[0].is_ascii_lowercase() => {
+                let prefix = p[0] as char;
+                match (prefix, rest.len()) {
+                    ('s', 4) => format!(
+                        "s/{}",
+                        u32::from_be_bytes(rest.try_into().unwrap_or_default())
+                    ),
+                    ('b' | 'c', 8) => {
+                        format!(
+                            "{prefix}/{}",
+                            u64::from_be_bytes(rest.try_into().unwrap_or_default())
+                        )
+                    }
+                    _ if rest.iter().all(u8::is_ascii_graphic) => {
+                        String::from_utf8_lossy(k).into_owned()
+                    }
+                    _ => format!("{prefix}/0x{}", hex::encode(rest)),
+                }
+            }
+            _ => format!("0x{}", hex::encode(k)),
+        }
+    }
+}
+
+fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: key::display(key),
+        reason: reason.to_string(),
+    }
+}
+
+fn read_u64(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt(key, format!("expected 8 bytes, found {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// One state change routed to its bucket: (bucket, key hash, key, new value).
+type Change<'a> = (u32, Hash, &'a [u8], Option<&'a [u8]>);
+
+/// Store tuning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Budget for decoded state buckets kept in memory (0 turns the cache off).
+    pub bucket_cache_bytes: usize,
+    /// On open, re-hash every stored key and value, not only the pair lists. Catches a value
+    /// corrupted on disk whose stored hash is intact, at the cost of two hashes per entry.
+    pub verify_values_on_open: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            bucket_cache_bytes: 64 << 20,
+            verify_values_on_open: true,
+        }
+    }
+}
+
+/// New bucket contents and the new state root for one block's state changes, computed without
+/// writing anything.
+///
+/// Proposers need the root to fill the header before consensus decides; validators need it to
+/// check the header. It is tied to the state it was computed on: committing it on any other
+/// state is refused.
+#[derive(Clone, Debug)]
+pub struct PreparedState {
+    buckets: Vec<(u32, Arc<Bucket>)>,
+    tree: TreeUpdate,
+}
+
+impl PreparedState {
+    /// The state root after these changes.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// The state root these changes were computed on.
+    pub fn parent_root(&self) -> Hash {
+        self.tree.base_root()
+    }
+
+    /// How many buckets the changes rewrite.
+    pub fn touched_buckets(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+/// Where a transaction was committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TxLocation {
+    pub height: u64,
+    pub index: u32,
+}
+
+pub struct ChainStore<K: KvStore> {
+    kv: K,
+    tree: BucketTree,
+    head: Header,
+    head_hash: Hash,
+    genesis_hash: Hash,
+    cache: Mutex<BucketCache>,
+    poisoned: Option<String>,
+}
+
+impl<K: KvStore> ChainStore<K> {
+    /// Opens `kv` for `genesis`'s chain with default tuning; see [`ChainStore::open_with`].
+    pub fn open(kv: K, genesis: &Genesis) -> Result<Self, StoreError> {
+        Self::open_with(kv, genesis, &StoreConfig::default())
+    }
+
+    /// Opens `kv` for `genesis`'s chain: an empty store is initialised with the genesis state
+    /// and header (height 0); an existing one must belong to this genesis, hold its head block,
+    /// and hold a state whose root (re-computed from every stored bucket) is the head's.
+    pub fn open_with(kv: K, genesis: &Genesis, config: &StoreConfig) -> Result<Self, StoreError> {
+        let tree = BucketTree::empty(genesis.params.state_buckets)?;
+        let mut store = ChainStore {
+            kv,
+            tree,
+            head: genesis.header(Hash::ZERO),
+            head_hash: Hash::ZERO,
+            genesis_hash: genesis.hash(),
+            cache: Mutex::new(BucketCache::new(config.bucket_cache_bytes)),
+            poisoned: None,
+        };
+        match store.kv.get(key::GENESIS)? {
+            None => store.init(genesis)?,
+            Some(stored) => store.load(stored.as_ref(), config)?,
+        }
+        Ok(store)
+    }
+
+    fn init(&mut self, genesis: &Genesis) -> Result<(), StoreError> {
+        if let Some(entry) = self.kv.range(b"", None).next() {
+            let (k, _) = entry?;
+            return Err(corrupt(
+                key::GENESIS,
+                format!(
+                    "missing, yet the store holds data (e.g. {})",
+                    key::display(&k)
+                ),
+            ));
+        }
+        let prepared = self.prepare(&genesis.initial_state()?)?;
+        let header = genesis.header(prepared.root());
+        let block = Block {
+            header,
+            txs: vec![],
+            last_commit: None,
+        };
+        let mut batch = self.block_batch(&block, None, &prepared);
+        batch.put(key::GENESIS.to_vec(), self.genesis_hash.0.to_vec());
+        self.write_and_install(batch, block.header, prepared)
+    }
+
+    fn load(&mut self, stored_genesis: &[u8], config: &StoreConfig) -> Result<(), StoreError> {
+        let stored = Hash(
+            stored_genesis
+                .try_into()
+                .map_err(|_| corrupt(key::GENESIS, "not 32 bytes"))?,
+        );
+        if stored != self.genesis_hash {
+            return Err(StoreError::GenesisMismatch {
+                stored,
+                expected: self.genesis_hash,
+            });
+        }
+        let head_bytes = self
+            .kv
+            .get(key::HEAD)?
+            .ok_or_else(|| corrupt(key::HEAD, "missing"))?;
+        let height = read_u64(key::HEAD, head_bytes.as_ref())?;
+        let block = self
+            .block(height)?
+            .ok_or(StoreError::HeadBlockMissing { height })?;
+        if block.header.height != height {
+            return Err(corrupt(
+                &key::block(height),
+                format!("holds a block of height {}", block.header.height),
+            ));
+        }
+
+        let depth = self.tree.depth();
+        let n = self.tree.num_buckets();
+        let mut leaves = vec![Hash::ZERO; n as usize];
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in self.kv.scan_prefix(key::BUCKET_PREFIX) {
+            let (k, v) = entry?;
+            let b = key::parse_bucket(&k)
+                .filter(|b| u64::from(*b) < n)
+                .ok_or_else(|| corrupt(&k, format!("not a bucket key of a {n}-bucket state")))?;
+            let bucket = Bucket::decode(v.as_ref()).map_err(|e| corrupt(&k, e))?;
+            if config.verify_values_on_open {
+                bucket.verify(b, depth).map_err(|e| corrupt(&k, e))?;
+            }
+            leaves[b as usize] = bucket.hash();
+            if cache.has_room(bucket.approx_bytes() + 64) {
+                cache.insert(b, Arc::new(bucket));
+            }
+        }
+        drop(cache);
+        let tree = BucketTree::from_leaves(&leaves)?;
+        if tree.root() != block.header.state_root {
+            return Err(StoreError::StateRootMismatch {
+                height,
+                header_root: block.header.state_root,
+                computed: tree.root(),
+            });
+        }
+        self.tree = tree;
+        self.head_hash = block.hash();
+        self.head = block.header;
+        Ok(())
+    }
+
+    pub fn head(&self) -> &Header {
+        &self.head
+    }
+
+    pub fn head_hash(&self) -> Hash {
+        self.head_hash
+    }
+
+    pub fn height(&self) -> u64 {
+        self.head.height
+    }
+
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
+    }
+
+    /// Root of the committed state (equal to the head header's `state_root`).
+    pub fn state_root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    pub fn num_buckets(&self) -> u64 {
+        self.tree.num_buckets()
+    }
+
+    pub fn kv(&self) -> &K {
+        &self.kv
+    }
+
+    fn decode_at<T: serde::de::DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.kv.get(k)? {
+            None => Ok(None),
+            Some(v) => codec::decode(v.as_ref(), codec::MAX_DECODE_BYTES)
+                .map(Some)
+                .map_err(|e| corrupt(k, e)),
+        }
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.decode_at(&key::block(height))
+    }
+
+    pub fn block_height_by_hash(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
+        let k = key::block_hash(hash);
+        match self.kv.get(&k)? {
+            None => Ok(None),
+            Some(v) => read_u64(&k, v.as_ref()).map(Some),
+        }
+    }
+
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+        match self.block_height_by_hash(hash)? {
+            None => Ok(None),
+            Some(h) => self.block(h),
+        }
+    }
+
+    /// The certificate that decided `height` (none for height 0, which genesis fixed).
+    pub fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StoreError> {
+        self.decode_at(&key::cert(height))
+    }
+
+    pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
+        self.decode_at(&key::tx(hash))
+    }
+
+    /// The committed bucket `b`, from the cache or the store.
+    fn bucket(&self, b: u32) -> Result<Arc<Bucket>, StoreError> {
+        if let Some(hit) = self.lock_cache().get(b) {
+            return Ok(hit);
+        }
+        let k = key::bucket(b);
+        let bucket = match self.kv.get(&k)? {
+            None => Bucket::default(),
+            Some(v) => Bucket::decode(v.as_ref()).map_err(|e| corrupt(&k, e))?,
+        };
+        let bucket = Arc::new(bucket);
+        self.lock_cache().insert(b, bucket.clone());
+        Ok(bucket)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, BucketCache> {
+        // The cache holds only committed, immutable buckets; a panic elsewhere cannot leave it
+        // inconsistent.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Proof of `key`'s committed value (or absence) against [`ChainStore::state_root`].
+    pub fn prove(&self, key: &[u8]) -> Result<StateProof, StoreError> {
+        let kh = Hash::of(key);
+        let b = self.tree.bucket_of(&kh);
+        let bucket = self.bucket(b)?;
+        Ok(StateProof {
+            key: key.to_vec(),
+            value: bucket.get(&kh, key).map(<[u8]>::to_vec),
+            bucket: b,
+            pairs: bucket.pairs().to_vec(),
+            siblings: self.tree.siblings(b),
+        })
+    }
+
+    /// New bucket contents and state root for `changes` on top of the committed state.
+    pub fn prepare(&self, changes: &StateChanges) -> Result<PreparedState, StoreError> {
+        let depth = self.tree.depth();
+        let mut items: Vec<Change<'_>> = changes
+            .iter()
+            .map(|(k, v)| {
+                let kh = Hash::of(k);
+                (
+                    commitment::bucket_of(&kh, depth),
+                    kh,
+                    k.as_slice(),
+                    v.as_deref(),
+                )
+            })
+            .collect();
+        // Stable: within a bucket, changes stay in key order (any order gives the same bucket).
+        items.sort_by_key(|item| item.0);
+        let mut buckets = Vec::new();
+        let mut leaves = Vec::new();
+        for group in items.chunk_by(|a, b| a.0 == b.0) {
+            let b = group[0].0;
+            let current = self.bucket(b)?;
+            let mut bucket = Bucket::clone(&current);
+            drop(current);
+            let mut changed = false;
+            for (_, kh, k, v) in group {
+                changed |= bucket.set(*kh, k, *v);
+            }
+            if !changed {
+                continue;
+            }
+            if bucket.size() > commitment::MAX_BUCKET_BYTES {
+                return Err(StoreError::BucketTooLarge {
+                    bucket: b,
+                    bytes: bucket.size(),
+                });
+            }
+            leaves.push((b, bucket.hash()));
+            buckets.push((b, Arc::new(bucket)));
+        }
+        Ok(PreparedState {
+            buckets,
+            tree: self.tree.plan(&leaves),
+        })
+    }
+
+    /// Commits `block`, decided by `cert`, with its state changes `prepared` on the current
+    /// head. Everything goes in one atomic batch, flushed to disk before this returns, so once
+    /// it returns a crash cannot lose the block, and a crash before leaves no part of it.
+    ///
+    /// The flush blocks: call this off any async runtime. The certificate's signatures are the
+    /// caller's to check (that needs the validator set); here only its height and block hash.
+    pub fn commit_block(
+        &mut self,
+        block: &Block,
+        cert: &CommitCertificate,
+        prepared: PreparedState,
+    ) -> Result<(), StoreError> {
+        if let Some(why) = &self.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        let h = &block.header;
+        if h.chain_id != self.head.chain_id {
+            return Err(StoreError::WrongChain {
+                expected: self.head.chain_id.clone(),
+                got: h.chain_id.clone(),
+            });
+        }
+        if h.height != self.head.height + 1 {
+            return Err(StoreError::WrongHeight {
+                expected: self.head.height + 1,
+                got: h.height,
+            });
+        }
+        if h.parent_hash != self.head_hash {
+            return Err(StoreError::WrongParent {
+                expected: self.head_hash,
+                got: h.parent_hash,
+            });
+        }
+        if prepared.parent_root() != self.tree.root() {
+            return Err(StoreError::StalePrepared {
+                prepared_on: prepared.parent_root(),
+                current: self.tree.root(),
+            });
+        }
+        if h.state_root != prepared.root() {
+            return Err(StoreError::BlockStateRoot {
+                height: h.height,
+                header: h.state_root,
+                prepared: prepared.root(),
+            });
+        }
+        let hash = block.hash();
+        if cert.height != h.height || cert.block_hash != hash {
+            return Err(StoreError::CertificateMismatch {
+                height: h.height,
+                hash,
+                cert_height: cert.height,
+                cert_hash: cert.block_hash,
+            });
+        }
+        let batch = self.block_batch(block, Some(cert), &prepared);
+        self.write_and_install(batch, block.header.clone(), prepared)
+    }
+
+    /// The one batch that commits a block: block, indexes, certificate, buckets, head.
+    fn block_batch(
+        &self,
+        block: &Block,
+        cert: Option<&CommitCertificate>,
+        prepared: &PreparedState,
+    ) -> WriteBatch {
+        let height = block.header.height;
+        let mut batch = WriteBatch::with_capacity(prepared.buckets.len() + block.txs.len() + 4);
+        batch.put(key::block(height).to_vec(), block.encode());
+        batch.put(
+            key::block_hash(&block.hash()).to_vec(),
+            height.to_be_bytes().to_vec(),
+        );
+        if let Some(cert) = cert {
+            batch.put(key::cert(height).to_vec(), codec::encode(cert));
+        }
+        for (index, tx) in block.txs.iter().enumerate() {
+            let loc = TxLocation {
+                height,
+                index: index as u32,
+            };
+            batch.put(key::tx(&tx.hash).to_vec(), codec::encode(&loc));
+        }
+        for (b, bucket) in &prepared.buckets {
+            if bucket.is_empty() {
+                batch.delete(key::bucket(*b).to_vec());
+            } else {
+                batch.put(key::bucket(*b).to_vec(), bucket.encode());
+            }
+        }
+        batch.put(key::HEAD.to_vec(), height.to_be_bytes().to_vec());
+        batch
+    }
+
+    fn write_and_install(
+        &mut self,
+        batch: WriteBatch,
+        header: Header,
+        prepared: PreparedState,
+    ) -> Result<(), StoreError> {
+        if let Err(e) = self.kv.write(batch).and_then(|()| self.kv.flush()) {
+            // The batch may or may not be on disk now; only a reopen (which re-checks the
+            // store) can tell which state is real.
+            self.poisoned = Some(e.to_string());
+            return Err(e.into());
+        }
+        self.tree.apply(&prepared.tree);
+        let mut cache = self.lock_cache();
+        for (b, bucket) in prepared.buckets {
+            cache.insert(b, bucket);
+        }
+        drop(cache);
+        self.head_hash = header.hash();
+        self.head = header;
+        Ok(())
+    }
+}
+
+impl<K: KvStore> StateReader for ChainStore<K> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let kh = Hash::of(key);
+        let bucket = self.bucket(self.tree.bucket_of(&kh))?;
+        Ok(bucket.get(&kh, key).map(<[u8]>::to_vec))
+    }
+}
+
+#[cfg(test)]
+mod tests;
