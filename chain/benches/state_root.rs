@@ -16,7 +16,9 @@ use aitbc_chain::hash::Hash;
 use aitbc_chain::state::{keys, StateChanges, StateReader};
 use aitbc_chain::store::kv::{KvError, KvIter, KvStore, WriteBatch};
 use aitbc_chain::store::{ChainStore, PreparedState, SledConfig, SledKv, StoreConfig};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -78,7 +80,8 @@ impl KvStore for TimedKv {
         let r = self.inner.write(batch);
         self.write_ns
             .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.written_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.written_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         r
     }
     fn flush(&self) -> Result<(), KvError> {
@@ -121,9 +124,7 @@ fn commit(store: &mut ChainStore<TimedKv>, prepared: PreparedState) {
         block_hash: block.hash(),
         signatures: vec![],
     };
-    store
-        .commit_block(&block, &cert, prepared)
-        .expect("commit");
+    store.commit_block(&block, &cert, prepared).expect("commit");
 }
 
 /// Microseconds per updated entry.

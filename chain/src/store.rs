@@ -30,7 +30,6 @@ use crate::state::commitment::{self, Bucket, BucketTree, CommitmentError, TreeUp
 use crate::state::proof::StateProof;
 use crate::state::{StateChanges, StateError, StateReader};
 use cache::BucketCache;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// What every refusal to open tells the operator to do.

@@ -239,8 +239,7 @@ impl Bucket {
             (Err(i), Some(v)) => {
                 let s = self.start(i);
                 let len = key.len() + v.len();
-                self.data
-                    .splice(s..s, key.iter().chain(v.iter()).copied());
+                self.data.splice(s..s, key.iter().chain(v.iter()).copied());
                 self.pairs.insert(i, (key_hash, Hash::of(v)));
                 self.ends
                     .insert(i, ((s + key.len()) as u32, (s + len) as u32));
@@ -298,11 +297,15 @@ impl Bucket {
             return Err(BucketError::StoredEmpty);
         }
         if pairs.len() % 64 != 0 {
-            return Err(BucketError::Layout("pair array is not a whole number of pairs"));
+            return Err(BucketError::Layout(
+                "pair array is not a whole number of pairs",
+            ));
         }
         let n = pairs.len() / 64;
         if ends.len() != n * 8 {
-            return Err(BucketError::Layout("offset array does not match the pair count"));
+            return Err(BucketError::Layout(
+                "offset array does not match the pair count",
+            ));
         }
         if data.len() > u32::MAX as usize {
             return Err(BucketError::Layout("data over 4 GiB"));
@@ -487,10 +490,8 @@ impl BucketTree {
     /// so a caller bug cannot produce a wrong root.
     pub fn plan(&self, leaves: &[(u32, Hash)]) -> TreeUpdate {
         let n = self.nodes.len() / 2;
-        let mut level: Vec<(usize, Hash)> = leaves
-            .iter()
-            .map(|(b, h)| (n + *b as usize, *h))
-            .collect();
+        let mut level: Vec<(usize, Hash)> =
+            leaves.iter().map(|(b, h)| (n + *b as usize, *h)).collect();
         if !level.windows(2).all(|w| w[0].0 < w[1].0) {
             level.reverse();
             level.sort_by_key(|(i, _)| *i); // stable: the last input for a bucket comes first
@@ -604,10 +605,7 @@ mod tests {
             })
             .collect();
         while level.len() > 1 {
-            level = level
-                .chunks(2)
-                .map(|p| Hash::node(&p[0], &p[1]))
-                .collect();
+            level = level.chunks(2).map(|p| Hash::node(&p[0], &p[1])).collect();
         }
         level[0]
     }
@@ -673,8 +671,14 @@ mod tests {
         for (k, v) in entries {
             assert!(b.set(Hash::of(k), k, Some(v)));
         }
-        assert!(!b.set(Hash::of(b"a"), b"a", Some(b"1")), "same value: no change");
-        assert!(!b.set(Hash::of(b"zz"), b"zz", None), "deleting absent: no change");
+        assert!(
+            !b.set(Hash::of(b"a"), b"a", Some(b"1")),
+            "same value: no change"
+        );
+        assert!(
+            !b.set(Hash::of(b"zz"), b"zz", None),
+            "deleting absent: no change"
+        );
         let mut pairs: Vec<(Hash, Hash)> = entries
             .iter()
             .map(|(k, v)| (Hash::of(k), Hash::of(v)))
@@ -721,7 +725,10 @@ mod tests {
         for k in [&b"a"[..], b"b", b"c"] {
             b.set(Hash::of(k), k, Some(b"v"));
         }
-        assert_eq!(Bucket::decode(&Bucket::default().encode()), Err(BucketError::StoredEmpty));
+        assert_eq!(
+            Bucket::decode(&Bucket::default().encode()),
+            Err(BucketError::StoredEmpty)
+        );
         let mut swapped = b.clone();
         swapped.pairs.swap(0, 1);
         assert!(matches!(
@@ -815,7 +822,11 @@ mod tests {
         let noop = t.plan(&[]);
         assert_eq!(noop.root(), t.root());
         // Unsorted, repeated input: sorted, and the last hash for a bucket wins.
-        let messy = t.plan(&[(9, Hash::of(b"a")), (2, Hash::of(b"b")), (9, Hash::of(b"c"))]);
+        let messy = t.plan(&[
+            (9, Hash::of(b"a")),
+            (2, Hash::of(b"b")),
+            (9, Hash::of(b"c")),
+        ]);
         let clean = t.plan(&[(2, Hash::of(b"b")), (9, Hash::of(b"c"))]);
         assert_eq!(messy, clean);
     }

@@ -50,8 +50,8 @@ impl StateProof {
     /// Checks the proof against `root` of a state with `num_buckets` buckets and returns the
     /// proven value (`None`: proven absent).
     pub fn verify(&self, root: &Hash, num_buckets: u64) -> Result<Option<&[u8]>, ProofError> {
-        let depth = commitment::depth(num_buckets)
-            .map_err(|_| ProofError::BadBucketCount(num_buckets))?;
+        let depth =
+            commitment::depth(num_buckets).map_err(|_| ProofError::BadBucketCount(num_buckets))?;
         let key_hash = Hash::of(&self.key);
         let expected = bucket_of(&key_hash, depth);
         if self.bucket != expected {
@@ -275,6 +275,9 @@ mod tests {
         let back: StateProof = crate::codec::decode(&bytes, bytes.len()).expect("decodes");
         assert_eq!(back, p);
         let json = serde_json::to_string(&p).expect("json");
-        assert_eq!(serde_json::from_str::<StateProof>(&json).expect("parses"), p);
+        assert_eq!(
+            serde_json::from_str::<StateProof>(&json).expect("parses"),
+            p
+        );
     }
 }
