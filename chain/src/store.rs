@@ -192,6 +192,11 @@ type Change<'a> = (u32, Hash, &'a [u8], Option<&'a [u8]>);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Budget for decoded state buckets kept in memory (0 turns the cache off).
+    ///
+    /// A hit saves a sled read and a decode (about 1 µs per state read on small states). On
+    /// states much larger than memory, sled's own cache matters more: sled must page in a leaf
+    /// to write into it, so at a fixed budget memory is better given to sled (measured at 1M
+    /// entries: 128 MiB all to sled beat 64 + 64 MiB by 2×).
     pub bucket_cache_bytes: usize,
     /// On open, re-hash every stored key and value, not only the pair lists. Catches a value
     /// corrupted on disk whose stored hash is intact, at the cost of two hashes per entry.
@@ -201,7 +206,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            bucket_cache_bytes: 64 << 20,
+            bucket_cache_bytes: 32 << 20,
             verify_values_on_open: true,
         }
     }

@@ -12,7 +12,6 @@
 
 use crate::codec::{self, CodecError};
 use crate::hash::Hash;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -92,40 +91,37 @@ pub struct Bucket {
     data: Vec<u8>,
 }
 
-/// A byte string that bincode writes as one length-prefixed copy rather than byte by byte.
-struct Blob(Vec<u8>);
+/// The pair array, offset array and data of a stored bucket.
+type StoredParts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
-impl Serialize for Blob {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Blob {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Blob;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
-                Ok(Blob(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
-                Ok(Blob(v))
-            }
+/// Splits stored bucket bytes into its three length-prefixed byte strings (pairs, offsets,
+/// data: the codec's layout of a struct of three byte strings), exactly as the codec would (bounded, no trailing bytes; a test checks they agree),
+/// but borrowing them instead of allocating three copies: this runs on every bucket-cache miss.
+fn split_stored(bytes: &[u8]) -> Result<StoredParts<'_>, BucketError> {
+    if bytes.len() > codec::MAX_DECODE_BYTES {
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            max: codec::MAX_DECODE_BYTES,
         }
-        d.deserialize_byte_buf(V)
+        .into());
     }
-}
-
-/// The stored form of a bucket: the three arrays of [`Bucket`], offsets as u32 LE.
-#[derive(Serialize, Deserialize)]
-struct StoredBucket {
-    pairs: Blob,
-    ends: Blob,
-    data: Blob,
+    let mut rest = bytes;
+    let mut take = || -> Result<&[u8], BucketError> {
+        let truncated = || CodecError::Malformed("truncated byte string".into());
+        let (len, tail) = rest.split_first_chunk::<8>().ok_or_else(truncated)?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| truncated())?;
+        if len > tail.len() {
+            return Err(truncated().into());
+        }
+        let (blob, tail) = tail.split_at(len);
+        rest = tail;
+        Ok(blob)
+    };
+    let (pairs, ends, data) = (take()?, take()?, take()?);
+    if !rest.is_empty() {
+        return Err(CodecError::TrailingBytes { extra: rest.len() }.into());
+    }
+    Ok((pairs, ends, data))
 }
 
 /// Largest bucket the store accepts writing: far above anything real (1M entries over 65,536
@@ -268,9 +264,8 @@ impl Bucket {
     /// The bytes stored for this bucket. Only this node reads them back; what other nodes see
     /// is the bucket hash, so this layout is not consensus-critical.
     pub fn encode(&self) -> Vec<u8> {
-        // Written directly in the codec's layout of `StoredBucket` (three length-prefixed byte
-        // strings), into one exactly sized buffer; `decode` goes through the codec, and a test
-        // pins the two together.
+        // The codec's layout of a struct of three byte strings (u64 LE length, then the bytes),
+        // written by hand into one exactly sized buffer; a test pins it to the codec's output.
         let n = self.pairs.len();
         let mut out = Vec::with_capacity(24 + n * 72 + self.data.len());
         out.extend_from_slice(&((n * 64) as u64).to_le_bytes());
@@ -291,8 +286,7 @@ impl Bucket {
     /// Decodes stored bytes, checking everything lookups rely on (layout and order); cheap
     /// enough for every read. [`Bucket::verify`] re-hashes keys and values, done on open.
     pub fn decode(bytes: &[u8]) -> Result<Bucket, BucketError> {
-        let stored: StoredBucket = codec::decode(bytes, codec::MAX_DECODE_BYTES)?;
-        let (pairs, ends, data) = (stored.pairs.0, stored.ends.0, stored.data.0);
+        let (pairs, ends, data) = split_stored(bytes)?;
         if pairs.is_empty() {
             return Err(BucketError::StoredEmpty);
         }
@@ -313,7 +307,7 @@ impl Bucket {
         let mut bucket = Bucket {
             pairs: Vec::with_capacity(n),
             ends: Vec::with_capacity(n),
-            data,
+            data: data.to_vec(),
         };
         let mut prev_end = 0u32;
         for (p, e) in pairs.chunks_exact(64).zip(ends.chunks_exact(8)) {
@@ -578,6 +572,44 @@ pub fn state_root<'a>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// A byte string that bincode writes as one length-prefixed copy rather than byte by byte.
+    struct Blob(Vec<u8>);
+
+    impl Serialize for Blob {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Blob {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Blob;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a byte string")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Blob, E> {
+                    Ok(Blob(v.to_vec()))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Blob, E> {
+                    Ok(Blob(v))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+
+    /// The stored form of a bucket as a codec type: the three arrays of [`Bucket`], offsets as
+    /// u32 LE. `Bucket::encode` and `split_stored` implement exactly this layout by hand.
+    #[derive(Serialize, Deserialize)]
+    struct StoredBucket {
+        pairs: Blob,
+        ends: Blob,
+        data: Blob,
+    }
 
     /// An independent, deliberately naive root: concatenate sorted pairs per bucket, then fold
     /// the leaf level pairwise until one hash is left.
@@ -717,6 +749,37 @@ mod tests {
             data: Blob(b.data.clone()),
         });
         assert_eq!(b.encode(), via_codec);
+    }
+
+    proptest! {
+        /// The borrowing splitter accepts exactly what the codec accepts, with the same parts.
+        #[test]
+        fn split_agrees_with_the_codec(
+            parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 3),
+            cut in any::<prop::sample::Index>(),
+            extra in prop::collection::vec(any::<u8>(), 0..3),
+        ) {
+            let whole = codec::encode(&StoredBucket {
+                pairs: Blob(parts[0].clone()),
+                ends: Blob(parts[1].clone()),
+                data: Blob(parts[2].clone()),
+            });
+            let (a, b, c) = split_stored(&whole).expect("valid framing");
+            prop_assert_eq!((a, b, c), (&parts[0][..], &parts[1][..], &parts[2][..]));
+            let mut variants = vec![whole[..cut.index(whole.len())].to_vec()];
+            let mut longer = whole.clone();
+            longer.extend_from_slice(&extra);
+            variants.push(longer);
+            for bytes in variants {
+                let ours = split_stored(&bytes).map(|(a, b, c)| (a.to_vec(), b.to_vec(), c.to_vec()));
+                let theirs = codec::decode::<StoredBucket>(&bytes, codec::MAX_DECODE_BYTES)
+                    .map(|s| (s.pairs.0, s.ends.0, s.data.0));
+                prop_assert_eq!(ours.is_ok(), theirs.is_ok());
+                if let (Ok(x), Ok(y)) = (ours, theirs) {
+                    prop_assert_eq!(x, y);
+                }
+            }
+        }
     }
 
     #[test]

@@ -465,3 +465,11 @@ proptest! {
         prop_assert_eq!(reopened.state_root(), root);
     }
 }
+
+#[test]
+fn store_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ChainStore<SledKv>>();
+    assert_send_sync::<ChainStore<MemKv>>();
+    assert_send_sync::<PreparedState>();
+}
