@@ -256,17 +256,20 @@ fn verify_each(checks: &[SigCheck]) -> Result<(), MempoolError> {
     Ok(())
 }
 
-/// Verifies `checks` as one batch, and singly only to name the culprit when the batch fails.
-fn verify_all(checks: &[SigCheck]) -> Result<(), MempoolError> {
-    let items: Vec<BatchItem<'_>> = checks
+fn batch_items(checks: &[SigCheck]) -> Vec<BatchItem<'_>> {
+    checks
         .iter()
         .map(|c| BatchItem {
             key: &c.key,
             digest: &c.digest,
             sig: &c.sig,
         })
-        .collect();
-    match crypto::verify_batch(&items) {
+        .collect()
+}
+
+/// Verifies `checks` as one batch, and singly only to name the culprit when the batch fails.
+fn verify_all(checks: &[SigCheck]) -> Result<(), MempoolError> {
+    match crypto::verify_batch(&batch_items(checks)) {
         Ok(()) => Ok(()),
         Err(_) => verify_each(checks),
     }
@@ -426,16 +429,7 @@ impl Mempool {
             }
         }
 
-        let batch: Vec<BatchItem<'_>> = checks
-            .iter()
-            .map(|c| BatchItem {
-                key: &c.key,
-                digest: &c.digest,
-                sig: &c.sig,
-            })
-            .collect();
-        let all_valid = crypto::verify_batch(&batch).is_ok();
-        drop(batch);
+        let all_valid = crypto::verify_batch(&batch_items(&checks)).is_ok();
 
         let mut txs: Vec<Option<HashedTx>> = txs.into_iter().map(Some).collect();
         for (i, sender, range) in survivors {
