@@ -99,43 +99,53 @@ impl CommitCertificate {
                 got: self.block_hash,
             });
         }
-        let mut seen = vec![false; set.len()];
-        let mut power = 0u64;
-        let mut keys = Vec::with_capacity(self.signatures.len());
-        let mut digests = Vec::with_capacity(self.signatures.len());
-        for cs in &self.signatures {
-            let idx = set
-                .index_of(&cs.validator)
-                .ok_or(CertificateError::UnknownSigner(cs.validator))?;
-            if std::mem::replace(&mut seen[idx], true) {
-                return Err(CertificateError::DuplicateSigner(cs.validator));
-            }
-            power += set.validators()[idx].power;
-            keys.push(VerifyingKey::new(&cs.validator).map_err(CertificateError::BadSignature)?);
-            digests.push(self.vote_for(cs.validator).digest(chain_id));
-        }
-        if !set.is_quorum(power) {
-            return Err(CertificateError::NoQuorum {
-                power,
-                total: set.total_power(),
-            });
-        }
-        let items: Vec<BatchItem<'_>> = self
-            .signatures
-            .iter()
-            .zip(keys.iter().zip(&digests))
-            .map(|(cs, (key, digest))| BatchItem {
-                key,
-                digest,
-                sig: &cs.sig,
-            })
-            .collect();
-        crypto::verify_batch(&items).map_err(CertificateError::BadSignature)
+        verify_quorum(chain_id, |v| self.vote_for(v), &self.signatures, set)
     }
 
     pub fn hash(&self) -> Hash {
         Hash::of_encoded(self)
     }
+}
+
+/// Checks that `signatures` sign `vote_for(signer)` and come from distinct members of `set` holding more than 2/3 of its power, verifying them in one batch.
+/// Commit and prepared certificates share it, so their rules cannot drift apart.
+pub fn verify_quorum(
+    chain_id: &str,
+    vote_for: impl Fn(PublicKey) -> Vote,
+    signatures: &[CommitSig],
+    set: &ValidatorSet,
+) -> Result<(), CertificateError> {
+    let mut seen = vec![false; set.len()];
+    let mut power = 0u64;
+    let mut keys = Vec::with_capacity(signatures.len());
+    let mut digests = Vec::with_capacity(signatures.len());
+    for cs in signatures {
+        let idx = set
+            .index_of(&cs.validator)
+            .ok_or(CertificateError::UnknownSigner(cs.validator))?;
+        if std::mem::replace(&mut seen[idx], true) {
+            return Err(CertificateError::DuplicateSigner(cs.validator));
+        }
+        power += set.validators()[idx].power;
+        keys.push(VerifyingKey::new(&cs.validator).map_err(CertificateError::BadSignature)?);
+        digests.push(vote_for(cs.validator).digest(chain_id));
+    }
+    if !set.is_quorum(power) {
+        return Err(CertificateError::NoQuorum {
+            power,
+            total: set.total_power(),
+        });
+    }
+    let items: Vec<BatchItem<'_>> = signatures
+        .iter()
+        .zip(keys.iter().zip(&digests))
+        .map(|(cs, (key, digest))| BatchItem {
+            key,
+            digest,
+            sig: &cs.sig,
+        })
+        .collect();
+    crypto::verify_batch(&items).map_err(CertificateError::BadSignature)
 }
 
 /// A block: header, transactions, and the certificate that committed its parent (absent for

@@ -9,6 +9,7 @@ pub mod address;
 pub mod block;
 pub mod bytes;
 pub mod codec;
+pub mod consensus;
 pub mod crypto;
 pub mod execution;
 pub mod genesis;
