@@ -278,11 +278,21 @@ impl Engine {
         });
     }
 
-    /// Moves to `view` on a justified proposal for it.
+    /// Moves to `view` (a timeout, a justified proposal, or the > 1/3 rule).
     fn enter_view(&mut self, view: u64, out: &mut Vec<Output>) {
         self.r.view = view;
         self.r.started = true;
         self.r.own.clear();
+        // Blocks of abandoned views go, unless a prepared certificate may force a re-proposal:
+        // a height that stalls for many views must not hold a block per view.
+        let r = &mut self.r;
+        let keep: BTreeSet<Hash> = r
+            .certs
+            .keys()
+            .map(|p| p.block_hash)
+            .chain(r.proposals.range(view..).map(|(_, h)| *h))
+            .collect();
+        r.blocks.retain(|h, _| keep.contains(h));
         self.schedule_view_timer(out);
     }
 
