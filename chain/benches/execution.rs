@@ -72,7 +72,8 @@ impl Bench {
             .collect()
     }
 
-    fn execute_and_commit(&mut self, txs: Vec<HashedTx>) {
+    fn execute_and_commit(&mut self, txs: Vec<HashedTx>) -> [Duration; 3] {
+        let t0 = Instant::now();
         let head = self.store.head().clone();
         let height = head.height + 1;
         let env = BlockEnv {
@@ -81,7 +82,9 @@ impl Bench {
             proposer: self.proposer,
         };
         let outcome = execute_block(&self.store, env, &txs, |_| true).expect("valid block");
+        let t1 = Instant::now();
         let prepared = self.store.prepare(&outcome.changes).expect("prepare");
+        let t2 = Instant::now();
         let header = Header {
             chain_id: CHAIN.into(),
             height,
@@ -110,11 +113,81 @@ impl Bench {
         self.store
             .commit_block(&block, &cert, prepared)
             .expect("commit");
+        let t3 = Instant::now();
+        [t1 - t0, t2 - t1, t3 - t2]
     }
+}
+
+/// CPU time this thread has run (from `/proc/thread-self/schedstat`; zero where absent):
+/// unlike wall time, it does not grow while other processes hold the cores.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// Microseconds per transfer.
+fn per(d: Duration, blocks: u32) -> f64 {
+    d.as_secs_f64() * 1e6 / (f64::from(blocks.max(1)) * SENDERS as f64)
+}
+
+fn report(parts: &[Duration; 3], blocks: u32) {
+    eprintln!(
+        "  per transfer over {blocks} blocks: execute {:.2} µs, prepare {:.2} µs, commit {:.2} µs",
+        per(parts[0], blocks),
+        per(parts[1], blocks),
+        per(parts[2], blocks)
+    );
+}
+
+/// `AITBC_BENCH_PROFILE_BLOCKS=n`: sign `n` blocks first, then only execute and commit them,
+/// with no criterion around it, for profilers (signing would otherwise dominate a profile).
+fn profile_run(b: &mut Bench, blocks: u64) {
+    let first = b.store.height() + 1;
+    let all: Vec<Vec<HashedTx>> = (first..first + blocks).map(|h| b.txs(h)).collect();
+    let mut parts = [Duration::ZERO; 3];
+    let mut all_parts = [Duration::ZERO; 3];
+    let mut cpu = Duration::ZERO;
+    for (i, txs) in all.into_iter().enumerate() {
+        let c0 = thread_cpu();
+        let p = b.execute_and_commit(txs);
+        cpu += thread_cpu() - c0;
+        for (a, d) in parts.iter_mut().zip(p) {
+            *a += d;
+        }
+        if (i + 1) % 10 == 0 {
+            eprint!(
+                "blocks {:>3}..{:>3}: thread CPU {:.2} µs;",
+                i - 8,
+                i + 1,
+                per(cpu, 10)
+            );
+            cpu = Duration::ZERO;
+            report(&parts, 10);
+            for (a, d) in all_parts.iter_mut().zip(parts) {
+                *a += d;
+            }
+            parts = [Duration::ZERO; 3];
+        }
+    }
+    for (a, d) in all_parts.iter_mut().zip(parts) {
+        *a += d;
+    }
+    report(&all_parts, blocks as u32);
 }
 
 fn bench(c: &mut Criterion) {
     let mut b = Bench::new();
+    if let Some(n) = std::env::var("AITBC_BENCH_PROFILE_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        profile_run(&mut b, n);
+        return;
+    }
+    let mut parts = [Duration::ZERO; 3];
+    let mut blocks = 0u32;
     let mut g = c.benchmark_group("execution");
     g.sampling_mode(SamplingMode::Flat);
     g.sample_size(10);
@@ -126,13 +199,18 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 let txs = b.txs(b.store.height() + 1);
                 let start = Instant::now();
-                b.execute_and_commit(txs);
+                let p = b.execute_and_commit(txs);
                 total += start.elapsed();
+                for (a, d) in parts.iter_mut().zip(p) {
+                    *a += d;
+                }
+                blocks += 1;
             }
             total
         })
     });
     g.finish();
+    report(&parts, blocks);
 }
 
 criterion_group!(benches, bench);

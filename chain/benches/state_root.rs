@@ -154,6 +154,15 @@ fn block_changes(rng: &mut Rng, size: u64, round: u64) -> StateChanges {
     changes
 }
 
+/// CPU time this thread has run (from `/proc/thread-self/schedstat`; zero where absent):
+/// unlike wall time, it does not grow while other processes hold the cores.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// A numeric knob from the environment, for exploring settings without editing the bench.
 fn knob(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -170,6 +179,12 @@ fn state_root(c: &mut Criterion) {
     let mut store_config = StoreConfig::default();
     if let Some(mb) = knob("AITBC_BENCH_BUCKET_CACHE_MB") {
         store_config.bucket_cache_bytes = (mb as usize) << 20;
+    }
+    if let Some(mb) = knob("AITBC_BENCH_WRITE_BACK_MB") {
+        store_config.write_back_bytes = (mb as usize) << 20;
+    }
+    if let Some(blocks) = knob("AITBC_BENCH_WRITE_BACK_BLOCKS") {
+        store_config.write_back_blocks = blocks;
     }
     let max_size = knob("AITBC_BENCH_MAX_ENTRIES").unwrap_or(u64::MAX);
     let min_size = knob("AITBC_BENCH_MIN_ENTRIES").unwrap_or(0);
@@ -199,6 +214,40 @@ fn state_root(c: &mut Criterion) {
         size = target;
         eprintln!("state grown to {size} entries in {:.1?}", t.elapsed());
         if size < min_size {
+            continue;
+        }
+        // `AITBC_BENCH_PROFILE_BLOCKS=n`: a fixed number of blocks without criterion, with
+        // this thread's CPU time beside wall time (stable on a busy machine), for profilers.
+        if let Some(n) = knob("AITBC_BENCH_PROFILE_BLOCKS") {
+            // Unmeasured blocks first (`AITBC_BENCH_PROFILE_WARMUP`), to reach the steady
+            // state the growing commits disturb.
+            for _ in 0..knob("AITBC_BENCH_PROFILE_WARMUP").unwrap_or(0) {
+                round += 1;
+                let changes = block_changes(&mut rng, size, round);
+                let prepared = store.prepare(&changes).expect("prepare");
+                commit(&mut store, prepared);
+            }
+            store.kv().take();
+            let (mut wall, mut cpu) = (Duration::ZERO, Duration::ZERO);
+            for _ in 0..n {
+                round += 1;
+                let changes = block_changes(&mut rng, size, round);
+                let (t, c) = (Instant::now(), thread_cpu());
+                let prepared = store.prepare(&changes).expect("prepare");
+                commit(&mut store, prepared);
+                wall += t.elapsed();
+                cpu += thread_cpu() - c;
+            }
+            let (w, f, bytes) = store.kv().take();
+            eprintln!(
+                "  {size}: prepare+commit {:.2} µs/entry wall, {:.2} µs/entry thread CPU \
+                 (sled batch {:.2}, flush {:.2}; {:.1} MB/block) over {n} blocks",
+                per(wall, n as u32),
+                per(cpu, n as u32),
+                per(w, n as u32),
+                per(f, n as u32),
+                bytes as f64 / 1e6 / n as f64,
+            );
             continue;
         }
 

@@ -17,7 +17,7 @@ use crate::tx::{HashedTx, TxKind};
 use crate::validator_set::{Candidate, ValidatorSet};
 use crate::vote::SignedVote;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Most accounts the authorities may authorize at once: bounds the epoch-change work.
 pub const MAX_AUTHORIZED: usize = 1024;
@@ -217,9 +217,27 @@ pub struct BlockOutcome {
 /// Writes a transaction makes, held until all its checks pass.
 #[derive(Default)]
 struct Scratch {
-    accounts: BTreeMap<Address, Account>,
+    accounts: ScratchAccounts,
     puts: Vec<(Vec<u8>, Vec<u8>)>,
     minted: u64,
+}
+
+/// The few accounts one tx touches (at most four: a receipt claim's sender, coordinator,
+/// miner and treasury), in a flat list: a map costs an allocation per tx for nothing.
+#[derive(Default)]
+struct ScratchAccounts(Vec<(Address, Account)>);
+
+impl ScratchAccounts {
+    fn get(&self, a: &Address) -> Option<&Account> {
+        self.0.iter().find(|(x, _)| x == a).map(|(_, acct)| acct)
+    }
+
+    fn insert(&mut self, a: Address, acct: Account) {
+        match self.0.iter_mut().find(|(x, _)| *x == a) {
+            Some((_, slot)) => *slot = acct,
+            None => self.0.push((a, acct)),
+        }
+    }
 }
 
 /// Executes the transactions of one block over a state.
@@ -230,6 +248,9 @@ pub struct Executor<R> {
     supply: u64,
     fees: u64,
     minted: u64,
+    /// `meta/coordinators`, read on first use. Only genesis writes it, so one read per block
+    /// serves every transfer (each one checks whether it pays a coordinator).
+    coordinators: Option<BTreeSet<Address>>,
 }
 
 fn load_params(ledger: &Ledger<impl StateReader>) -> Result<Params, StateError> {
@@ -270,7 +291,15 @@ impl<R: StateReader> Executor<R> {
             supply,
             fees: 0,
             minted: 0,
+            coordinators: None,
         })
+    }
+
+    fn is_coordinator(&mut self, a: &Address) -> Result<bool, StateError> {
+        if self.coordinators.is_none() {
+            self.coordinators = Some(required(&self.ledger, keys::COORDINATORS)?);
+        }
+        Ok(self.coordinators.as_ref().is_some_and(|c| c.contains(a)))
     }
 
     pub fn params(&self) -> &Params {
@@ -342,7 +371,7 @@ impl<R: StateReader> Executor<R> {
         let supply = self.supply.checked_add(s.minted).ok_or(TxError::Overflow)?;
         let fees = self.fees.checked_add(t.fee).ok_or(TxError::Overflow)?;
         // All checks passed: apply.
-        for (a, acct) in s.accounts {
+        for (a, acct) in s.accounts.0 {
             self.ledger.set_account(a, acct);
         }
         for (k, v) in s.puts {
@@ -388,8 +417,7 @@ impl<R: StateReader> Executor<R> {
         self.debit(s, from, amount)
             .map_err(|e| with_fee(e, tx.tx.fee))?;
         self.credit(s, to, amount)?;
-        let coordinators: BTreeSet<Address> = required(&self.ledger, keys::COORDINATORS)?;
-        if coordinators.contains(&to) {
+        if self.is_coordinator(&to)? {
             let p = Payment {
                 client: from,
                 coordinator: to,
@@ -511,8 +539,7 @@ impl<R: StateReader> Executor<R> {
 
     fn claim(&mut self, s: &mut Scratch, receipt: &Receipt) -> Result<(), TxError> {
         let c = &receipt.core;
-        let coordinators: BTreeSet<Address> = required(&self.ledger, keys::COORDINATORS)?;
-        if !coordinators.contains(&c.coordinator) {
+        if !self.is_coordinator(&c.coordinator)? {
             return Err(TxError::UnknownCoordinator(c.coordinator));
         }
         let rkey = keys::receipt(&c.receipt_id);

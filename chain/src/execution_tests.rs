@@ -8,6 +8,7 @@ use crate::receipt::{Receipt, ReceiptCore};
 use crate::state::{read, MemState};
 use crate::tx::Tx;
 use crate::vote::{Phase, Vote};
+use std::collections::BTreeMap;
 
 const CHAIN: &str = "ait-test";
 

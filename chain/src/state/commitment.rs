@@ -91,6 +91,9 @@ pub struct Bucket {
     data: Vec<u8>,
 }
 
+/// A change to one bucket entry: key hash, key, and the new value (`None` deletes).
+pub type EntryChange<'a> = (Hash, &'a [u8], Option<&'a [u8]>);
+
 /// The pair array, offset array and data of a stored bucket.
 type StoredParts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
@@ -244,6 +247,75 @@ impl Bucket {
             }
             (Err(_), None) => false,
         }
+    }
+
+    /// This bucket with `changes` applied (`(key hash, key, new value or None to delete)`,
+    /// sorted by `(key hash, key)`, each key once), or `None` if none of them changes it.
+    ///
+    /// One merge pass into exactly sized arrays: what a block's commit does to every bucket it
+    /// touches, where repeated [`Bucket::set`] calls would shift the arrays once per change
+    /// and leave them with doubled capacity.
+    pub fn with_changes(&self, changes: &[EntryChange<'_>]) -> Option<Bucket> {
+        debug_assert!(changes
+            .windows(2)
+            .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)));
+        let extra: usize = changes
+            .iter()
+            .map(|(_, k, v)| v.map_or(0, |v| k.len() + v.len()))
+            .sum();
+        let n = self.len() + changes.len();
+        let mut out = Bucket {
+            pairs: Vec::with_capacity(n),
+            ends: Vec::with_capacity(n),
+            data: Vec::with_capacity(self.data.len() + extra),
+        };
+        let mut changed = false;
+        let mut i = 0;
+        let mut changes = changes.iter().peekable();
+        loop {
+            let order = match (i < self.len(), changes.peek()) {
+                (false, None) => break,
+                (true, None) => std::cmp::Ordering::Less,
+                (false, Some(_)) => std::cmp::Ordering::Greater,
+                (true, Some((kh, k, _))) => (&self.pairs[i].0, self.key_at(i)).cmp(&(kh, *k)),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    out.push_entry(self.pairs[i], self.key_at(i), self.value_at(i));
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    if let Some((kh, k, Some(v))) = changes.next() {
+                        out.push_entry((*kh, Hash::of(v)), k, v);
+                        changed = true;
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    if let Some((kh, k, new)) = changes.next() {
+                        match new {
+                            Some(v) if *v == self.value_at(i) => {
+                                out.push_entry(self.pairs[i], k, v);
+                            }
+                            Some(v) => {
+                                out.push_entry((*kh, Hash::of(v)), k, v);
+                                changed = true;
+                            }
+                            None => changed = true,
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
+        changed.then_some(out)
+    }
+
+    fn push_entry(&mut self, pair: (Hash, Hash), key: &[u8], value: &[u8]) {
+        self.pairs.push(pair);
+        self.data.extend_from_slice(key);
+        let key_end = self.data.len() as u32;
+        self.data.extend_from_slice(value);
+        self.ends.push((key_end, self.data.len() as u32));
     }
 
     /// The bucket hash: SHA-256 over the sorted `(key_hash || value_hash)` pairs, or
@@ -908,6 +980,43 @@ mod tests {
 
     proptest! {
         /// The flat layout behaves as a sorted map, and survives its stored form.
+        /// One merge pass gives exactly what one `set` per change gives.
+        #[test]
+        fn with_changes_equals_repeated_set(
+            base in prop::collection::btree_map(
+                prop::collection::vec(0u8..6, 0..3),
+                prop::collection::vec(any::<u8>(), 0..5),
+                0..20,
+            ),
+            batch in prop::collection::btree_map(
+                prop::collection::vec(0u8..6, 0..3),
+                prop::option::weighted(0.7, prop::collection::vec(0u8..3, 0..3)),
+                0..20,
+            ),
+        ) {
+            let mut bucket = Bucket::default();
+            for (k, v) in &base {
+                bucket.set(Hash::of(k), k, Some(v));
+            }
+            let mut expected = bucket.clone();
+            let mut changed = false;
+            for (k, v) in &batch {
+                changed |= expected.set(Hash::of(k), k, v.as_deref());
+            }
+            let mut changes: Vec<EntryChange<'_>> = batch
+                .iter()
+                .map(|(k, v)| (Hash::of(k), k.as_slice(), v.as_deref()))
+                .collect();
+            changes.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            match bucket.with_changes(&changes) {
+                Some(merged) => {
+                    prop_assert!(changed);
+                    prop_assert_eq!(merged, expected);
+                }
+                None => prop_assert!(!changed),
+            }
+        }
+
         #[test]
         fn bucket_behaves_as_a_map(
             ops in prop::collection::vec(

@@ -8,12 +8,14 @@ use crate::account::Account;
 use crate::address::Address;
 use crate::codec;
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 pub struct Ledger<R> {
     base: R,
-    /// Accounts read or written so far; the flag marks written ones.
-    accounts: BTreeMap<Address, (Account, bool)>,
+    /// Accounts read or written so far; the flag marks written ones. Only looked up: the
+    /// written ones are sorted before they leave (`into_changes`), so the map's order never
+    /// reaches the state.
+    accounts: HashMap<Address, (Account, bool)>,
     writes: StateChanges,
 }
 
@@ -21,7 +23,7 @@ impl<R: StateReader> Ledger<R> {
     pub fn new(base: R) -> Self {
         Ledger {
             base,
-            accounts: BTreeMap::new(),
+            accounts: HashMap::new(),
             writes: StateChanges::new(),
         }
     }
@@ -73,12 +75,16 @@ impl<R: StateReader> Ledger<R> {
     /// Every write as one change set. An account back at its default (never used, or emptied)
     /// is deleted rather than stored, so state holds only live accounts.
     pub fn into_changes(mut self) -> StateChanges {
-        for (addr, (acct, dirty)) in self.accounts {
-            if dirty {
-                let key = keys::account(&addr);
-                let value = (!acct.is_empty()).then(|| codec::encode(&acct));
-                self.writes.insert(key, value);
-            }
+        let mut written: Vec<(Address, Account)> = self
+            .accounts
+            .into_iter()
+            .filter_map(|(addr, (acct, dirty))| dirty.then_some((addr, acct)))
+            .collect();
+        written.sort_unstable_by_key(|(addr, _)| *addr);
+        for (addr, acct) in written {
+            let key = keys::account(&addr);
+            let value = (!acct.is_empty()).then(|| codec::encode(&acct));
+            self.writes.insert(key, value);
         }
         self.writes
     }

@@ -17,14 +17,18 @@ struct Slot {
     bucket: Arc<Bucket>,
     size: usize,
     referenced: bool,
+    /// Which insertion this slot is: CLOCK entries of removed slots are skipped.
+    generation: u64,
 }
 
 pub(crate) struct BucketCache {
     budget: usize,
     bytes: usize,
     slots: HashMap<u32, Slot>,
-    /// Every cached bucket exactly once, in CLOCK order.
-    clock: VecDeque<u32>,
+    /// Every cached bucket once, in CLOCK order (plus stale entries of removed ones, which
+    /// eviction skips and [`BucketCache::remove`] compacts away).
+    clock: VecDeque<(u32, u64)>,
+    generation: u64,
 }
 
 impl BucketCache {
@@ -34,6 +38,7 @@ impl BucketCache {
             bytes: 0,
             slots: HashMap::new(),
             clock: VecDeque::new(),
+            generation: 0,
         }
     }
 
@@ -58,18 +63,32 @@ impl BucketCache {
             }
             None => {
                 self.bytes += size;
+                self.generation += 1;
                 self.slots.insert(
                     b,
                     Slot {
                         bucket,
                         size,
                         referenced: false,
+                        generation: self.generation,
                     },
                 );
-                self.clock.push_back(b);
+                self.clock.push_back((b, self.generation));
             }
         }
         self.evict();
+    }
+
+    /// Drops `b` (its committed content now lives elsewhere, e.g. held for write-back).
+    pub(crate) fn remove(&mut self, b: u32) {
+        if let Some(slot) = self.slots.remove(&b) {
+            self.bytes -= slot.size;
+            if self.clock.len() > 2 * self.slots.len() + 1024 {
+                let slots = &self.slots;
+                self.clock
+                    .retain(|(b, g)| slots.get(b).is_some_and(|s| s.generation == *g));
+            }
+        }
     }
 
     /// Whether another `size` bytes fit without evicting (used to warm the cache on open
@@ -80,14 +99,18 @@ impl BucketCache {
 
     fn evict(&mut self) {
         while self.bytes > self.budget {
-            let Some(b) = self.clock.pop_front() else {
+            let Some((b, generation)) = self.clock.pop_front() else {
                 return;
             };
-            let Some(slot) = self.slots.get_mut(&b) else {
+            let Some(slot) = self
+                .slots
+                .get_mut(&b)
+                .filter(|s| s.generation == generation)
+            else {
                 continue;
             };
             if std::mem::take(&mut slot.referenced) {
-                self.clock.push_back(b);
+                self.clock.push_back((b, generation));
             } else if let Some(slot) = self.slots.remove(&b) {
                 self.bytes -= slot.size;
             }
@@ -131,5 +154,23 @@ mod tests {
         let mut off = BucketCache::new(0);
         off.insert(0, bucket(1));
         assert!(off.get(0).is_none());
+    }
+
+    #[test]
+    fn removed_buckets_free_their_room_and_stale_clock_entries_are_skipped() {
+        let one = bucket(4).approx_bytes() + 64;
+        let mut c = BucketCache::new(one * 2);
+        for round in 0..5000u32 {
+            c.insert(round % 3, bucket(4));
+            c.remove(round % 3);
+            assert!(c.get(round % 3).is_none());
+        }
+        assert_eq!(c.bytes(), 0);
+        assert!(c.clock.len() <= 2 * c.slots.len() + 1025);
+        for b in 0..3 {
+            c.insert(b, bucket(4));
+        }
+        assert!(c.bytes() <= one * 2);
+        assert!(c.get(2).is_some(), "newest kept");
     }
 }

@@ -233,11 +233,20 @@ fn open_with_another_genesis_is_refused() {
     assert!(err.to_string().contains("resync"), "{err}");
 }
 
-/// A store with some state and the key of one non-empty bucket.
+/// Writes every touched bucket with its block (no journal records left to replay).
+fn write_through() -> StoreConfig {
+    StoreConfig {
+        write_back_bytes: 0,
+        write_back_blocks: 0,
+        ..StoreConfig::default()
+    }
+}
+
+/// A store with some state and the key of one non-empty bucket (written, not journaled).
 fn store_with_bucket() -> (MemKv, Genesis, Vec<u8>) {
     let g = genesis();
     let kv = MemKv::new();
-    let mut store = ChainStore::open(kv.clone(), &g).expect("open");
+    let mut store = ChainStore::open_with(kv.clone(), &g, &write_through()).expect("open");
     commit(
         &mut store,
         &changes(&[("a", Some("1")), ("b", Some("2"))]),
@@ -444,10 +453,21 @@ proptest! {
             1..6,
         ),
         cache_bytes in prop_oneof![Just(0usize), Just(4096usize), Just(1usize << 20)],
+        (write_back_bytes, write_back_blocks) in prop_oneof![
+            Just((0usize, 0u64)),
+            Just((2048usize, 64u64)),
+            Just((1usize << 20, 2u64)),
+            Just((1usize << 20, 64u64)),
+        ],
     ) {
         let g = genesis();
         let kv = MemKv::new();
-        let config = StoreConfig { bucket_cache_bytes: cache_bytes, ..StoreConfig::default() };
+        let config = StoreConfig {
+            bucket_cache_bytes: cache_bytes,
+            write_back_bytes,
+            write_back_blocks,
+            ..StoreConfig::default()
+        };
         let mut store = ChainStore::open_with(kv.clone(), &g, &config).expect("open");
         let mut expected = genesis_state(&g);
         for c in &blocks {
@@ -461,9 +481,91 @@ proptest! {
         }
         let root = store.state_root();
         drop(store);
-        let reopened = ChainStore::open_with(kv, &g, &config).expect("reopen");
+        let reopened = ChainStore::open_with(kv.clone(), &g, &config).expect("reopen");
         prop_assert_eq!(reopened.state_root(), root);
+        for k in 0u8..64 {
+            let key = vec![b'k', k];
+            prop_assert_eq!(reopened.get(&key).expect("read"), expected.0.get(&key).cloned());
+        }
+        // Another tuning reads the same store (it only changes what later commits write).
+        let other = ChainStore::open_with(kv, &g, &write_through()).expect("reopen");
+        prop_assert_eq!(other.state_root(), root);
     }
+}
+
+#[test]
+fn large_journal_records_are_chunked_and_replayed() {
+    let g = genesis();
+    let kv = MemKv::new();
+    let mut store = ChainStore::open(kv.clone(), &g).expect("open");
+    let big: StateChanges = (0..3000u32)
+        .map(|i| (format!("big/{i}").into_bytes(), Some(vec![7u8; 20])))
+        .collect();
+    commit(&mut store, &big, vec![]);
+    let chunks = kv.scan_prefix(key::JOURNAL_PREFIX).count();
+    assert!(chunks > 2, "{chunks} chunks");
+    let root = store.state_root();
+    drop(store);
+    let reopened = ChainStore::open(kv.clone(), &g).expect("reopen");
+    assert_eq!(reopened.state_root(), root);
+    assert_eq!(
+        reopened.get(b"big/2999").expect("read"),
+        Some(vec![7u8; 20])
+    );
+    drop(reopened);
+    // A chunk lost from the middle is refused.
+    kv.poke(&key::journal(1, 1), None);
+    assert!(matches!(refusal(kv, &g), StoreError::Corrupt { .. }));
+}
+
+#[test]
+fn journal_is_replayed_and_checked_on_open() {
+    let g = genesis();
+    let kv = MemKv::new();
+    let config = StoreConfig {
+        write_back_blocks: 3,
+        ..StoreConfig::default()
+    };
+    let mut store = ChainStore::open_with(kv.clone(), &g, &config).expect("open");
+    let mut expected = genesis_state(&g);
+    for h in 1..=5u8 {
+        let c = changes(&[
+            ("a", Some(&h.to_string())),
+            ("b", (h % 2 == 0).then_some("x")),
+        ]);
+        commit(&mut store, &c, vec![]);
+        expected.apply(&c);
+    }
+    assert!(store.write_back_pending().0 > 0, "buckets held back");
+    let mut journal: Vec<u64> = kv
+        .scan_prefix(key::JOURNAL_PREFIX)
+        .map(|r| {
+            key::parse_journal(&r.expect("scan").0)
+                .expect("journal key")
+                .0
+        })
+        .collect();
+    journal.dedup();
+    assert!(!journal.is_empty() && journal.len() <= 4, "{journal:?}");
+    assert_eq!(journal.last(), Some(&5));
+    // Stored buckets lag behind: only the journal brings them to the head.
+    let root = store.state_root();
+    drop(store);
+    let reopened = ChainStore::open_with(kv.clone(), &g, &config).expect("reopen");
+    assert_eq!(reopened.state_root(), root);
+    assert_eq!(reopened.get(b"a").expect("read"), Some(b"5".to_vec()));
+    assert_eq!(root, root_of(&expected, BUCKETS));
+    drop(reopened);
+
+    // A damaged, missing or extra record is refused.
+    let first = journal[0];
+    let damaged = kv.clone();
+    damaged.poke(&key::journal(5, 0), Some(b"junk"));
+    assert!(matches!(refusal(damaged, &g), StoreError::Corrupt { .. }));
+    kv.poke(&key::journal(5, 0), None);
+    refusal(kv.clone(), &g);
+    kv.poke(&key::journal(first + 7, 0), Some(&[0u8; 8]));
+    assert!(matches!(refusal(kv, &g), StoreError::Corrupt { .. }));
 }
 
 #[test]
