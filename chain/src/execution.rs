@@ -13,7 +13,7 @@ use crate::params::{ParamError, Params, BPS};
 use crate::receipt::{Receipt, ReceiptSigError};
 use crate::state::ledger::Ledger;
 use crate::state::{keys, StateChanges, StateError, StateReader};
-use crate::tx::{HashedTx, TxKind};
+use crate::tx::{HashedTx, SigPart, TxKind};
 use crate::validator_set::{Candidate, ValidatorSet};
 use crate::vote::SignedVote;
 use serde::{Deserialize, Serialize};
@@ -144,54 +144,50 @@ pub enum Sigs {
 
 /// Checks every signature a tx carries: the sender's, and those inside receipts and evidence.
 pub fn verify_tx_signatures(tx: &HashedTx) -> Result<(), TxError> {
-    tx.tx
-        .verify_signature(&tx.hash)
-        .map_err(TxError::BadSignature)?;
-    verify_inner_signatures(tx)
+    verify_txs(&[tx]).map_err(|(_, e)| e)
 }
 
-/// The signatures inside a payload (receipt, evidence votes), which the tx signature does not
-/// vouch for.
-fn verify_inner_signatures(tx: &HashedTx) -> Result<(), TxError> {
-    match &tx.tx.kind {
-        TxKind::ReceiptClaim { receipt } => Ok(receipt.verify_signatures(&tx.tx.chain_id)?),
-        TxKind::Evidence { vote_a, vote_b } => {
-            vote_a
-                .verify(&tx.tx.chain_id)
-                .map_err(TxError::BadEvidenceSignature)?;
-            vote_b
-                .verify(&tx.tx.chain_id)
-                .map_err(TxError::BadEvidenceSignature)
-        }
-        _ => Ok(()),
+/// The error for a bad signature in `part` of a tx.
+fn sig_error(part: SigPart, e: SigError) -> TxError {
+    match part {
+        SigPart::Sender => TxError::BadSignature(e),
+        SigPart::ReceiptMiner => ReceiptSigError::Miner(e).into(),
+        SigPart::ReceiptCoordinator => ReceiptSigError::Coordinator(e).into(),
+        SigPart::EvidenceVoteA | SigPart::EvidenceVoteB => TxError::BadEvidenceSignature(e),
     }
 }
 
-/// Verifies the signatures of many txs: the sender signatures in one batch, then the payload
-/// signatures one by one. Returns the index and error of the first bad tx.
+/// Verifies every signature of many txs ([`HashedTx::signatures`]) in one batch; only when the
+/// batch fails are they checked singly, to name the first bad tx (its index and error).
 pub fn verify_txs(txs: &[&HashedTx]) -> Result<(), (usize, TxError)> {
     let mut keys = Vec::with_capacity(txs.len());
+    let mut sigs = Vec::with_capacity(txs.len());
     for (i, t) in txs.iter().enumerate() {
-        keys.push(
-            VerifyingKey::new(&t.tx.sender_pubkey).map_err(|e| (i, TxError::BadSignature(e)))?,
-        );
+        let each = t.signatures().map_err(|part| {
+            let e = match part {
+                SigPart::ReceiptMiner => ReceiptSigError::MinerKeyMismatch,
+                _ => ReceiptSigError::CoordinatorKeyMismatch,
+            };
+            (i, TxError::from(e))
+        })?;
+        for s in each {
+            keys.push(VerifyingKey::new(s.signer).map_err(|e| (i, sig_error(s.part, e)))?);
+            sigs.push((i, s));
+        }
     }
-    let items: Vec<BatchItem<'_>> = txs
+    let items: Vec<BatchItem<'_>> = sigs
         .iter()
         .zip(&keys)
-        .map(|(t, key)| BatchItem {
+        .map(|((_, s), key)| BatchItem {
             key,
-            digest: &t.hash,
-            sig: &t.tx.sig,
+            digest: &s.digest,
+            sig: &s.sig,
         })
         .collect();
     if crypto::verify_batch(&items).is_err() {
-        for (i, it) in items.iter().enumerate() {
-            crypto::verify(it.key, it.digest, it.sig).map_err(|e| (i, TxError::BadSignature(e)))?;
+        for ((i, s), it) in sigs.iter().zip(&items) {
+            crypto::verify(it.key, it.digest, it.sig).map_err(|e| (*i, sig_error(s.part, e)))?;
         }
-    }
-    for (i, t) in txs.iter().enumerate() {
-        verify_inner_signatures(t).map_err(|e| (i, e))?;
     }
     Ok(())
 }

@@ -159,7 +159,97 @@ pub struct HashedTx {
     pub len: usize,
 }
 
+/// Which of a tx's signatures: errors name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigPart {
+    Sender,
+    ReceiptMiner,
+    ReceiptCoordinator,
+    EvidenceVoteA,
+    EvidenceVoteB,
+}
+
+impl std::fmt::Display for SigPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SigPart::Sender => "sender",
+            SigPart::ReceiptMiner => "receipt miner",
+            SigPart::ReceiptCoordinator => "receipt coordinator",
+            SigPart::EvidenceVoteA => "evidence vote_a",
+            SigPart::EvidenceVoteB => "evidence vote_b",
+        })
+    }
+}
+
+/// One signature a tx carries: `signer` signed `digest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxSignature<'a> {
+    pub part: SigPart,
+    pub signer: &'a PublicKey,
+    pub digest: Hash,
+    pub sig: Signature,
+}
+
 impl HashedTx {
+    /// Every signature the tx carries: the sender's, a receipt's miner and coordinator, an
+    /// evidence's two votes. The one list that admission and block validation both check, so
+    /// they cannot disagree on what "verified" covers. Fails with the part whose public key is
+    /// not the key of the address it signs for (a receipt's miner or coordinator).
+    pub fn signatures(&self) -> Result<impl Iterator<Item = TxSignature<'_>>, SigPart> {
+        let chain_id = &self.tx.chain_id;
+        let sender = TxSignature {
+            part: SigPart::Sender,
+            signer: &self.tx.sender_pubkey,
+            digest: self.hash,
+            sig: self.tx.sig,
+        };
+        let inner = match &self.tx.kind {
+            TxKind::ReceiptClaim { receipt } => {
+                if Address::of(&receipt.miner_pubkey) != receipt.core.miner {
+                    return Err(SigPart::ReceiptMiner);
+                }
+                if Address::of(&receipt.coordinator_pubkey) != receipt.core.coordinator {
+                    return Err(SigPart::ReceiptCoordinator);
+                }
+                let digest = receipt.core.digest(chain_id);
+                [
+                    Some(TxSignature {
+                        part: SigPart::ReceiptMiner,
+                        signer: &receipt.miner_pubkey,
+                        digest,
+                        sig: receipt.miner_sig,
+                    }),
+                    Some(TxSignature {
+                        part: SigPart::ReceiptCoordinator,
+                        signer: &receipt.coordinator_pubkey,
+                        digest,
+                        sig: receipt.coordinator_sig,
+                    }),
+                ]
+            }
+            TxKind::Evidence { vote_a, vote_b } => [
+                Some(TxSignature {
+                    part: SigPart::EvidenceVoteA,
+                    signer: &vote_a.vote.validator,
+                    digest: vote_a.vote.digest(chain_id),
+                    sig: vote_a.sig,
+                }),
+                Some(TxSignature {
+                    part: SigPart::EvidenceVoteB,
+                    signer: &vote_b.vote.validator,
+                    digest: vote_b.vote.digest(chain_id),
+                    sig: vote_b.sig,
+                }),
+            ],
+            TxKind::Transfer { .. }
+            | TxKind::Stake { .. }
+            | TxKind::Unstake { .. }
+            | TxKind::Authorize { .. }
+            | TxKind::ParamUpdate { .. } => [None, None],
+        };
+        Ok(std::iter::once(sender).chain(inner.into_iter().flatten()))
+    }
+
     pub fn new(tx: Tx) -> HashedTx {
         let hash = tx.hash();
         let len = tx.encoded_len();

@@ -24,7 +24,7 @@ use crate::crypto::{self, BatchItem, SigError, Signature, VerifyingKey};
 use crate::hash::Hash;
 use crate::params::Params;
 use crate::state::{self, StateError, StateReader};
-use crate::tx::{HashedTx, TxKind};
+use crate::tx::HashedTx;
 use keys::KeyCache;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
@@ -65,26 +65,7 @@ impl Default for MempoolConfig {
 }
 
 /// Which signature of a tx failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SigPart {
-    Sender,
-    ReceiptMiner,
-    ReceiptCoordinator,
-    EvidenceVoteA,
-    EvidenceVoteB,
-}
-
-impl fmt::Display for SigPart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SigPart::Sender => "sender",
-            SigPart::ReceiptMiner => "receipt miner",
-            SigPart::ReceiptCoordinator => "receipt coordinator",
-            SigPart::EvidenceVoteA => "evidence vote_a",
-            SigPart::EvidenceVoteB => "evidence vote_b",
-        })
-    }
-}
+pub use crate::tx::SigPart;
 
 /// Why a signature was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -801,73 +782,24 @@ impl Mempool {
     }
 
     fn push_sigs(&mut self, tx: &HashedTx, out: &mut Vec<SigCheck>) -> Result<(), MempoolError> {
-        let bad = |part: SigPart| {
-            move |e: SigError| MempoolError::BadSignature {
-                part,
-                fault: e.into(),
-            }
-        };
-        let mismatch = |part: SigPart| MempoolError::BadSignature {
+        let sigs = tx.signatures().map_err(|part| MempoolError::BadSignature {
             part,
             fault: SigFault::KeyMismatch,
-        };
-        out.push(SigCheck {
-            key: self
+        })?;
+        for s in sigs {
+            let key = self
                 .keys
-                .get(&tx.tx.sender_pubkey)
-                .map_err(bad(SigPart::Sender))?,
-            digest: tx.hash,
-            sig: tx.tx.sig,
-            part: SigPart::Sender,
-        });
-        match &tx.tx.kind {
-            TxKind::ReceiptClaim { receipt } => {
-                if Address::of(&receipt.miner_pubkey) != receipt.core.miner {
-                    return Err(mismatch(SigPart::ReceiptMiner));
-                }
-                if Address::of(&receipt.coordinator_pubkey) != receipt.core.coordinator {
-                    return Err(mismatch(SigPart::ReceiptCoordinator));
-                }
-                let digest = receipt.core.digest(&self.chain_id);
-                let signers = [
-                    (
-                        SigPart::ReceiptMiner,
-                        &receipt.miner_pubkey,
-                        receipt.miner_sig,
-                    ),
-                    (
-                        SigPart::ReceiptCoordinator,
-                        &receipt.coordinator_pubkey,
-                        receipt.coordinator_sig,
-                    ),
-                ];
-                for (part, pk, sig) in signers {
-                    out.push(SigCheck {
-                        key: self.keys.get(pk).map_err(bad(part))?,
-                        digest,
-                        sig,
-                        part,
-                    });
-                }
-            }
-            TxKind::Evidence { vote_a, vote_b } => {
-                for (part, v) in [
-                    (SigPart::EvidenceVoteA, vote_a),
-                    (SigPart::EvidenceVoteB, vote_b),
-                ] {
-                    out.push(SigCheck {
-                        key: self.keys.get(&v.vote.validator).map_err(bad(part))?,
-                        digest: v.vote.digest(&self.chain_id),
-                        sig: v.sig,
-                        part,
-                    });
-                }
-            }
-            TxKind::Transfer { .. }
-            | TxKind::Stake { .. }
-            | TxKind::Unstake { .. }
-            | TxKind::Authorize { .. }
-            | TxKind::ParamUpdate { .. } => {}
+                .get(s.signer)
+                .map_err(|e| MempoolError::BadSignature {
+                    part: s.part,
+                    fault: e.into(),
+                })?;
+            out.push(SigCheck {
+                key,
+                digest: s.digest,
+                sig: s.sig,
+                part: s.part,
+            });
         }
         Ok(())
     }

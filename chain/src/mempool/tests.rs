@@ -3,6 +3,7 @@ use crate::crypto::{PublicKey, SecretKey};
 use crate::receipt::{Receipt, ReceiptCore};
 use crate::state::{keys, MemState};
 use crate::tx::Tx;
+use crate::tx::TxKind;
 use crate::vote::{Phase, Vote};
 use proptest::prelude::*;
 
