@@ -53,6 +53,10 @@ struct Round {
     view: u64,
     /// The `block_time` wait is over (or was skipped): view timers run.
     started: bool,
+    /// The current view's timer runs (the view is established).
+    timer_running: bool,
+    /// A `Resend` timer is pending for the current view.
+    resend_pending: bool,
     decided: bool,
     sync_requested: bool,
     /// The accepted proposal of each view (the first valid one: an equivocating proposer's
@@ -148,7 +152,7 @@ impl Engine {
                 e.on_message(m, out, false);
             }
         }
-        e.schedule_view_timer(out);
+        e.arm_timer(out);
         if let Some(&hash) = e.r.proposals.get(&view) {
             e.request_validation(hash, out);
         }
@@ -261,25 +265,52 @@ impl Engine {
             return;
         }
         self.r.started = true;
+        self.arm_timer(out);
         if self.r.view == 0 {
-            self.schedule_view_timer(out);
             self.maybe_build(0, None, out);
         }
     }
 
-    fn schedule_view_timer(&self, out: &mut Vec<Output>) {
+    /// Starts the current view's timer once the view is established (view 0, an accepted
+    /// proposal, or ViewChanges for it or later views from a quorum); until then schedules a re-send of our
+    /// ViewChange, so a lost one cannot leave the others short of a quorum.
+    fn arm_timer(&mut self, out: &mut Vec<Output>) {
+        let view = self.r.view;
+        if self.r.timer_running || !self.r.started {
+            return;
+        }
+        // Validators that asked for this view or a later one have all left the views below:
+        // once they are a quorum, this node is not ahead of the others by running its timer.
+        let left: BTreeSet<usize> = self
+            .r
+            .view_changes
+            .range(view..)
+            .flat_map(|(_, e)| e.keys().copied())
+            .collect();
+        let vc_power: u64 = left.iter().map(|&i| self.set.validators()[i].power).sum();
+        let established =
+            view == 0 || self.r.proposals.contains_key(&view) || self.set.is_quorum(vc_power);
+        let (kind, after_ms) = if established {
+            self.r.timer_running = true;
+            (TimeoutKind::View, self.cfg.view_timeout(view))
+        } else if !self.r.resend_pending {
+            self.r.resend_pending = true;
+            (TimeoutKind::Resend, self.cfg.view_timeout_ms)
+        } else {
+            return;
+        };
         out.push(Output::Schedule {
             timeout: Timeout {
                 height: self.height,
-                view: self.r.view,
-                kind: TimeoutKind::View,
+                view,
+                kind,
             },
-            after_ms: self.cfg.view_timeout(self.r.view),
+            after_ms,
         });
     }
 
     /// Moves to `view` (a timeout, a justified proposal, or the > 1/3 rule).
-    fn enter_view(&mut self, view: u64, out: &mut Vec<Output>) {
+    fn enter_view(&mut self, view: u64) {
         self.r.view = view;
         self.r.started = true;
         self.r.own.clear();
@@ -293,7 +324,8 @@ impl Engine {
             .chain(r.proposals.range(view..).map(|(_, h)| *h))
             .collect();
         r.blocks.retain(|h, _| keep.contains(h));
-        self.schedule_view_timer(out);
+        r.timer_running = false;
+        r.resend_pending = false;
     }
 
     fn on_timeout(&mut self, t: Timeout, out: &mut Vec<Output>) {
@@ -303,14 +335,35 @@ impl Engine {
         match t.kind {
             TimeoutKind::NewHeight => self.start(out),
             TimeoutKind::View if t.view == self.r.view => {
-                if self.seen_above > self.height {
-                    out.push(Output::SyncNeeded {
-                        height: self.seen_above,
-                    });
-                }
+                self.sync_if_behind(out);
                 self.start_view_change(self.r.view + 1, out);
             }
-            TimeoutKind::View => {}
+            TimeoutKind::Resend if t.view == self.r.view => {
+                self.r.resend_pending = false;
+                self.sync_if_behind(out);
+                if !self.r.timer_running {
+                    out.extend(
+                        self.r
+                            .own
+                            .iter()
+                            .filter(|m| matches!(m, Message::ViewChange(_)))
+                            .cloned()
+                            .map(Output::Broadcast),
+                    );
+                    self.arm_timer(out);
+                }
+            }
+            TimeoutKind::View | TimeoutKind::Resend => {}
+        }
+    }
+
+    /// Stuck at this height while validators of our set already work on a later one: the
+    /// blocks in between were committed without us, so fetch them.
+    fn sync_if_behind(&self, out: &mut Vec<Output>) {
+        if self.seen_above > self.height {
+            out.push(Output::SyncNeeded {
+                height: self.seen_above,
+            });
         }
     }
 
@@ -320,7 +373,7 @@ impl Engine {
         if view <= self.r.view {
             return;
         }
-        self.enter_view(view, out);
+        self.enter_view(view);
         if let (Some(key), Some(me), Some(pk)) = (&self.key, self.me, self.pubkey) {
             if self.r.signed_view_change < Some(view) {
                 let prepared = self.r.prepared;
@@ -345,6 +398,7 @@ impl Engine {
                     .insert(me, signed);
             }
         }
+        self.arm_timer(out);
         self.try_propose_new_view(out);
     }
 
@@ -596,8 +650,9 @@ impl Engine {
         self.r.blocks.entry(hash).or_insert(p.block);
         if view > self.r.view {
             // A justified proposal proves a quorum left the views below: follow it.
-            self.enter_view(view, out);
+            self.enter_view(view);
         }
+        self.arm_timer(out);
         self.request_validation(hash, out);
         self.try_prepare(out);
         self.try_decide_any(out);
@@ -741,6 +796,7 @@ impl Engine {
             .or_default()
             .insert(idx, signed);
         self.join_higher_view(out);
+        self.arm_timer(out);
         self.try_propose_new_view(out);
         Verdict::Accept
     }

@@ -16,8 +16,11 @@
 //! certificate and from then on never votes in a view below v + 1. The proposer of v + 1 needs
 //! ViewChanges for v + 1 from a quorum; its proposal carries them (the *new view*) and must
 //! re-propose the block of the highest prepared certificate among them, if there is one.
-//! Timers grow with the view; a validator that sees ViewChanges from more than 1/3 of the power
-//! for higher views joins the lowest of them, so views converge once the network is stable.
+//! Timers grow with the view. As in PBFT, the timer of a view above 0 starts only when the view
+//! is established (a quorum asked for it or a later view, or a justified proposal); until then
+//! the validator re-sends its ViewChange every base timeout. A validator that sees ViewChanges from
+//! more than 1/3 of the power for higher views joins the lowest of them. So no validator runs
+//! ahead on its own timer, and views converge once the network is stable.
 //!
 //! # Why the view change is safe
 //! Claim: if B is decided at height h in view v, no other block can get a prepared certificate
@@ -93,8 +96,12 @@ impl Config {
 pub enum TimeoutKind {
     /// `block_time_ms` after entering a height: the proposer builds, view 0's timer starts.
     NewHeight,
-    /// A view's timer: no decision in time, move to the next view.
+    /// A view's timer: no decision in time, move to the next view. It runs only once the view
+    /// is established (view 0, a justified proposal, or ViewChanges for it or later views from a
+    /// quorum), so a validator never runs ahead of the others on its own timer.
     View,
+    /// While waiting for a quorum of ViewChanges: send ours again (it may have been lost).
+    Resend,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
