@@ -1,0 +1,214 @@
+//! The `aitbc-node` command line. Only what works exists: setting up a node home, showing its
+//! validator identity, editing a genesis file and checking a config. `run` arrives with the
+//! node service.
+
+use aitbc_chain::{Address, PublicKey};
+use aitbc_node::config::{process_env, split_peers, Layer, NodeConfig};
+use aitbc_node::{home, keys};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "aitbc-node", version, about = "AITBC validator node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node home: keys (mode 0600), config.toml, data/ and a one-validator dev genesis.
+    Init {
+        /// Directory to create; must not exist or be empty.
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long, default_value = aitbc_node::config::DEFAULT_CHAIN_ID)]
+        chain_id: String,
+    },
+    /// Validator key commands.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Edit a genesis file; the result is validated before it replaces the file.
+    #[command(subcommand)]
+    Genesis(GenesisCommand),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the validator address and public key (never the secret).
+    Show {
+        /// Node home; its config.toml (with environment overrides) locates the key.
+        #[arg(long)]
+        home: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenesisCommand {
+    /// Add a genesis validator.
+    AddValidator {
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Validator public key, 0x-prefixed hex (from `keys show`).
+        #[arg(long)]
+        pubkey: String,
+        /// Bonded stake in base units; at least params.min_stake.
+        #[arg(long)]
+        stake: u64,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Add a funded genesis account.
+    AddAccount {
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Bech32 address, ait1…
+        #[arg(long)]
+        address: String,
+        /// Balance in base units.
+        #[arg(long)]
+        balance: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load defaults < config file < environment < flags, check every value and print the
+    /// effective config (admin token redacted).
+    Show {
+        /// TOML config file; without it only defaults, environment and flags apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Boxed: thirteen optional strings would make every `Command` value large.
+        #[command(flatten)]
+        flags: Box<ConfigFlags>,
+    },
+}
+
+/// One flag per config key. Values stay text here so that the config loader checks them and
+/// its errors name the flag, as for the file and environment layers.
+#[derive(Args)]
+struct ConfigFlags {
+    #[arg(long)]
+    chain_id: Option<String>,
+    #[arg(long)]
+    db_path: Option<String>,
+    #[arg(long)]
+    p2p_bind: Option<String>,
+    #[arg(long)]
+    rpc_bind: Option<String>,
+    /// Comma-separated multiaddrs, each ending in /p2p/<peer id>.
+    #[arg(long)]
+    bootstrap_peers: Option<String>,
+    #[arg(long)]
+    validator_key: Option<String>,
+    #[arg(long)]
+    node_key: Option<String>,
+    #[arg(long)]
+    genesis: Option<String>,
+    /// Milliseconds; overrides the genesis block time.
+    #[arg(long)]
+    block_time: Option<String>,
+    #[arg(long)]
+    metrics_port: Option<String>,
+    #[arg(long)]
+    log_level: Option<String>,
+    /// human or json
+    #[arg(long)]
+    log_format: Option<String>,
+    #[arg(long)]
+    admin_token: Option<String>,
+}
+
+impl ConfigFlags {
+    fn layer(self) -> Layer {
+        Layer {
+            chain_id: self.chain_id,
+            db_path: self.db_path,
+            p2p_bind: self.p2p_bind,
+            rpc_bind: self.rpc_bind,
+            bootstrap_peers: self.bootstrap_peers.as_deref().map(split_peers),
+            validator_key: self.validator_key,
+            node_key: self.node_key,
+            genesis: self.genesis,
+            block_time: self.block_time,
+            metrics_port: self.metrics_port,
+            log_level: self.log_level,
+            log_format: self.log_format,
+            admin_token: self.admin_token,
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Init { home, chain_id } => {
+            let s =
+                home::init(&home, &chain_id).with_context(|| format!("init {}", home.display()))?;
+            println!("created node home {}", home.display());
+            println!("chain id:          {chain_id}");
+            println!("validator address: {}", s.address);
+            println!("validator pubkey:  {}", s.pubkey);
+            println!("genesis hash:      {}", s.genesis_hash);
+        }
+        Command::Keys(KeysCommand::Show { home }) => keys_show(&home)?,
+        Command::Genesis(GenesisCommand::AddValidator {
+            genesis,
+            pubkey,
+            stake,
+            name,
+        }) => {
+            let pk: PublicKey = pubkey
+                .parse()
+                .with_context(|| format!("--pubkey {pubkey:?} is not a 0x-hex public key"))?;
+            let g = home::add_validator(&genesis, pk, stake, name)?;
+            println!(
+                "added validator {} ({} validators); genesis hash {}",
+                Address::of(&pk),
+                g.validators.len(),
+                g.hash()
+            );
+        }
+        Command::Genesis(GenesisCommand::AddAccount {
+            genesis,
+            address,
+            balance,
+        }) => {
+            let addr: Address = address
+                .parse()
+                .with_context(|| format!("--address {address:?} is not an ait1… address"))?;
+            let g = home::add_account(&genesis, addr, balance)?;
+            println!(
+                "added account {addr} ({} accounts); genesis hash {}",
+                g.accounts.len(),
+                g.hash()
+            );
+        }
+        Command::Config(ConfigCommand::Show { config, flags }) => {
+            let cfg = NodeConfig::load(
+                config.as_deref(),
+                &Layer::from_env(process_env),
+                &flags.layer(),
+            )?;
+            print!("{}", cfg.to_toml_redacted());
+        }
+    }
+    Ok(())
+}
+
+fn keys_show(home: &Path) -> Result<()> {
+    let cfg = NodeConfig::load(
+        Some(&home.join(home::CONFIG_FILE)),
+        &Layer::from_env(process_env),
+        &Layer::default(),
+    )?;
+    let key = keys::load_validator_key(&cfg.validator_key)?;
+    let pk = key.public();
+    println!("validator address: {}", Address::of(&pk));
+    println!("validator pubkey:  {pk}");
+    Ok(())
+}
