@@ -7,6 +7,7 @@
 use crate::address::Address;
 use crate::crypto::{self, Domain, PublicKey, SecretKey, SigError, Signature, VerifyingKey};
 use crate::hash::Hash;
+use crate::tx::{SigPart, TxSignature};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,20 +70,48 @@ impl Receipt {
         }
     }
 
-    /// Checks key/address binding and both signatures.
-    pub fn verify_signatures(&self, chain_id: &str) -> Result<(), ReceiptSigError> {
+    /// The miner's and the coordinator's signatures, after checking each key is the key of
+    /// the address it signs for (`Err` names the part that is not). Transactions carrying a
+    /// receipt list these through [`crate::tx::HashedTx::signatures`].
+    pub fn signatures(&self, chain_id: &str) -> Result<[TxSignature<'_>; 2], SigPart> {
         if Address::of(&self.miner_pubkey) != self.core.miner {
-            return Err(ReceiptSigError::MinerKeyMismatch);
+            return Err(SigPart::ReceiptMiner);
         }
         if Address::of(&self.coordinator_pubkey) != self.core.coordinator {
-            return Err(ReceiptSigError::CoordinatorKeyMismatch);
+            return Err(SigPart::ReceiptCoordinator);
         }
         let digest = self.core.digest(chain_id);
-        let miner = VerifyingKey::new(&self.miner_pubkey).map_err(ReceiptSigError::Miner)?;
-        crypto::verify(&miner, &digest, &self.miner_sig).map_err(ReceiptSigError::Miner)?;
-        let coord =
-            VerifyingKey::new(&self.coordinator_pubkey).map_err(ReceiptSigError::Coordinator)?;
-        crypto::verify(&coord, &digest, &self.coordinator_sig).map_err(ReceiptSigError::Coordinator)
+        Ok([
+            TxSignature {
+                part: SigPart::ReceiptMiner,
+                signer: &self.miner_pubkey,
+                digest,
+                sig: self.miner_sig,
+            },
+            TxSignature {
+                part: SigPart::ReceiptCoordinator,
+                signer: &self.coordinator_pubkey,
+                digest,
+                sig: self.coordinator_sig,
+            },
+        ])
+    }
+
+    /// Checks key/address binding and both signatures.
+    pub fn verify_signatures(&self, chain_id: &str) -> Result<(), ReceiptSigError> {
+        let sigs = self.signatures(chain_id).map_err(|part| match part {
+            SigPart::ReceiptMiner => ReceiptSigError::MinerKeyMismatch,
+            _ => ReceiptSigError::CoordinatorKeyMismatch,
+        })?;
+        for s in sigs {
+            let fault = match s.part {
+                SigPart::ReceiptMiner => ReceiptSigError::Miner,
+                _ => ReceiptSigError::Coordinator,
+            };
+            let key = VerifyingKey::new(s.signer).map_err(fault)?;
+            crypto::verify(&key, &s.digest, &s.sig).map_err(fault)?;
+        }
+        Ok(())
     }
 }
 

@@ -204,29 +204,7 @@ impl HashedTx {
             sig: self.tx.sig,
         };
         let inner = match &self.tx.kind {
-            TxKind::ReceiptClaim { receipt } => {
-                if Address::of(&receipt.miner_pubkey) != receipt.core.miner {
-                    return Err(SigPart::ReceiptMiner);
-                }
-                if Address::of(&receipt.coordinator_pubkey) != receipt.core.coordinator {
-                    return Err(SigPart::ReceiptCoordinator);
-                }
-                let digest = receipt.core.digest(chain_id);
-                [
-                    Some(TxSignature {
-                        part: SigPart::ReceiptMiner,
-                        signer: &receipt.miner_pubkey,
-                        digest,
-                        sig: receipt.miner_sig,
-                    }),
-                    Some(TxSignature {
-                        part: SigPart::ReceiptCoordinator,
-                        signer: &receipt.coordinator_pubkey,
-                        digest,
-                        sig: receipt.coordinator_sig,
-                    }),
-                ]
-            }
+            TxKind::ReceiptClaim { receipt } => receipt.signatures(chain_id)?.map(Some),
             TxKind::Evidence { vote_a, vote_b } => [
                 Some(TxSignature {
                     part: SigPart::EvidenceVoteA,

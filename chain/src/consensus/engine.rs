@@ -226,6 +226,12 @@ impl Engine {
 
     fn reset_height(&mut self, height: u64, set: ValidatorSet) {
         self.height = height;
+        self.r = Round::default();
+        // The set changes only at epoch boundaries: keep the decompressed keys and the
+        // proposer cycle of an unchanged one.
+        if set == self.set && !self.keys.is_empty() {
+            return;
+        }
         self.keys = set
             .validators()
             .iter()
@@ -234,7 +240,6 @@ impl Engine {
         self.schedule = ProposerSchedule::new(&set);
         self.me = self.pubkey.and_then(|pk| set.index_of(&pk));
         self.set = set;
-        self.r = Round::default();
     }
 
     /// Enters the current height: waits `block_time`, then starts view 0, and replays messages
@@ -617,7 +622,14 @@ impl Engine {
             (0, Some(_)) => return Verdict::Reject(Reject::UnexpectedNewView),
             (_, None) => return Verdict::Reject(Reject::MissingNewView(view)),
             (_, Some(nv)) => {
-                match nv.check(&self.cfg.chain_id, self.height, view, &self.set, &self.keys) {
+                match nv.check(
+                    &self.cfg.chain_id,
+                    self.height,
+                    view,
+                    &self.set,
+                    &self.keys,
+                    |r| self.r.certs.contains_key(r),
+                ) {
                     Ok(r) => r,
                     Err(e) => return Verdict::Reject(e),
                 }
@@ -949,7 +961,7 @@ impl Engine {
         {
             return;
         }
-        let Some(block) = self.r.blocks.get(&hash) else {
+        if !self.r.blocks.contains_key(&hash) {
             // Decided, but the block never reached us: fetch it with its certificate.
             if !self.r.sync_requested {
                 self.r.sync_requested = true;
@@ -958,17 +970,19 @@ impl Engine {
                 });
             }
             return;
+        }
+        let certificate = CommitCertificate {
+            height: self.height,
+            view,
+            block_hash: hash,
+            signatures: tally.signatures_for(&hash),
+        };
+        // Nothing at this height needs the block once it is decided: hand it over, no copy.
+        let Some(block) = self.r.blocks.remove(&hash) else {
+            return;
         };
         self.r.decided = true;
-        out.push(Output::Decide {
-            block: block.clone(),
-            certificate: CommitCertificate {
-                height: self.height,
-                view,
-                block_hash: hash,
-                signatures: tally.signatures_for(&hash),
-            },
-        });
+        out.push(Output::Decide { block, certificate });
     }
 
     /// After a block body arrives: any Commit quorum waiting for it can now decide.

@@ -255,7 +255,9 @@ pub enum NewViewError {
 impl NewView {
     /// Checks this is a valid justification for (`height`, `view`) and returns the block it
     /// forces the proposal to carry: the highest prepared block named, or `None` when the
-    /// proposer is free to propose a fresh block. `keys[i]` is `set`'s i-th validator's key.
+    /// proposer is free to propose a fresh block. `keys[i]` is `set`'s i-th validator's key;
+    /// `verified` says whether a certificate for that reference was already verified here (its
+    /// signatures are then not checked again).
     pub fn check(
         &self,
         chain_id: &str,
@@ -263,6 +265,7 @@ impl NewView {
         view: u64,
         set: &ValidatorSet,
         keys: &[Option<VerifyingKey>],
+        verified: impl Fn(&PreparedRef) -> bool,
     ) -> Result<Option<Hash>, Reject> {
         let mut seen = vec![false; set.len()];
         let mut power = 0u64;
@@ -328,7 +331,9 @@ impl NewView {
             (None, None) => Ok(None),
             (None, Some(_)) => Err(NewViewError::UnneededCertificate.into()),
             (Some(h), Some(cert)) if cert.height == height && cert.reference() == h => {
-                cert.verify(chain_id, set)?;
+                if !verified(&h) {
+                    cert.verify(chain_id, set)?;
+                }
                 Ok(Some(h.block_hash))
             }
             (Some(h), _) => Err(NewViewError::MissingCertificate(h).into()),

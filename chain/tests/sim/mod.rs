@@ -290,7 +290,7 @@ pub struct Sim {
     certified: BTreeMap<u64, (Hash, usize)>,
     /// Every block some BuildBlock (or a Byzantine forgery) produced: hash → marked invalid.
     built: BTreeMap<Hash, bool>,
-    sent_votes: BTreeMap<(usize, u64, u64, Phase), SignedVote>,
+    sent_votes: BTreeMap<(usize, u64, u64, Phase), Hash>,
     sent_view_changes: BTreeMap<(usize, u64, u64), ViewChange>,
     sent_proposals: BTreeMap<(usize, u64, u64), Hash>,
     equivocations: BTreeMap<(usize, u64, u64), Equivocation>,
@@ -1332,57 +1332,34 @@ impl Sim {
     /// No honest validator ever signs two conflicting messages (also across crash-restarts).
     fn check_honest_sent(&mut self, node: usize, m: &Message) {
         let val = self.nodes[node].val;
-        match m {
-            Message::Vote(sv) => {
-                let k = (val, sv.vote.height, sv.vote.view, sv.vote.phase);
-                match self.sent_votes.get(&k) {
-                    Some(prev) if prev.vote.conflicts_with(&sv.vote) => {
-                        let detail = format!(
-                            "honest validator {val} (node {node}) signed {:?} h={} v={} for {} and for {}",
-                            sv.vote.phase, sv.vote.height, sv.vote.view, prev.vote.block_hash, sv.vote.block_hash
-                        );
-                        self.violate("honest double-sign", detail);
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.sent_votes.insert(k, sv.clone());
-                    }
-                }
-            }
+        let (h, v) = (m.height(), m.view());
+        let conflict = match m {
+            Message::Vote(sv) => record_once(
+                &mut self.sent_votes,
+                (val, h, v, sv.vote.phase),
+                &sv.vote.block_hash,
+            )
+            .map(|prev| {
+                format!(
+                    "{:?} for {prev} and for {}",
+                    sv.vote.phase, sv.vote.block_hash
+                )
+            }),
             Message::ViewChange(vc) => {
-                let v = &vc.signed.view_change;
-                let k = (val, v.height, v.view);
-                match self.sent_view_changes.get(&k) {
-                    Some(prev) if prev != v => {
-                        let detail = format!(
-                            "honest validator {val} (node {node}) signed two view changes for h={} v={}: {prev:?} / {v:?}",
-                            v.height, v.view
-                        );
-                        self.violate("honest double-sign", detail);
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.sent_view_changes.insert(k, v.clone());
-                    }
-                }
+                let new = &vc.signed.view_change;
+                record_once(&mut self.sent_view_changes, (val, h, v), new)
+                    .map(|prev| format!("two view changes: {prev:?} / {new:?}"))
             }
             Message::Proposal(p) => {
-                let sp = &p.signed.proposal;
-                let k = (val, sp.height, sp.view);
-                match self.sent_proposals.get(&k) {
-                    Some(prev) if *prev != sp.block_hash => {
-                        let detail = format!(
-                            "honest validator {val} (node {node}) proposed {prev} and {} for h={} v={}",
-                            sp.block_hash, sp.height, sp.view
-                        );
-                        self.violate("honest double-sign", detail);
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.sent_proposals.insert(k, sp.block_hash);
-                    }
-                }
+                let hash = p.signed.proposal.block_hash;
+                record_once(&mut self.sent_proposals, (val, h, v), &hash)
+                    .map(|prev| format!("proposals of {prev} and {hash}"))
             }
+        };
+        if let Some(what) = conflict {
+            let detail =
+                format!("honest validator {val} (node {node}) signed at h={h} v={v} {what}");
+            self.violate("honest double-sign", detail);
         }
         if let Message::ViewChange(_) = m {
             self.stats.view_changes += 1;
@@ -1637,4 +1614,16 @@ pub fn run_config(cfg: SimConfig) -> Result<SimResult, Box<SimFailure>> {
 /// One random run: everything derived from `seed`.
 pub fn run(seed: u64) -> Result<SimResult, Box<SimFailure>> {
     run_config(SimConfig::random(seed))
+}
+
+/// Records the first thing signed in one slot; returns the earlier value if `v` differs from it.
+fn record_once<K: Ord, V: Clone + PartialEq>(map: &mut BTreeMap<K, V>, k: K, v: &V) -> Option<V> {
+    match map.get(&k) {
+        Some(prev) if prev != v => Some(prev.clone()),
+        Some(_) => None,
+        None => {
+            map.insert(k, v.clone());
+            None
+        }
+    }
 }
