@@ -20,6 +20,7 @@ pub mod receipt;
 pub mod state;
 pub mod store;
 pub mod tx;
+pub mod validation;
 pub mod validator_set;
 pub mod vote;
 

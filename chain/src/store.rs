@@ -30,7 +30,9 @@ use crate::genesis::{Genesis, GenesisError};
 use crate::hash::Hash;
 use crate::state::commitment::{self, Bucket, BucketTree, CommitmentError, TreeUpdate};
 use crate::state::proof::StateProof;
+use crate::state::keys as state_keys;
 use crate::state::{StateChanges, StateError, StateReader};
+use crate::validator_set::ValidatorSet;
 use cache::BucketCache;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -122,6 +124,7 @@ mod key {
     pub const GENESIS: &[u8] = b"m/genesis_hash";
     pub const BUCKET_PREFIX: &[u8] = b"s/";
     pub const JOURNAL_PREFIX: &[u8] = b"j/";
+    pub const VALIDATORS_PREFIX: &[u8] = b"v/";
 
     fn with<const N: usize>(prefix: &[u8; 2], rest: &[u8]) -> [u8; N] {
         let mut k = [0u8; N];
@@ -153,6 +156,15 @@ mod key {
             u32::from_be_bytes(c.try_into().ok()?),
         ))
     }
+    /// The validator set that votes from `height + 1` on (written when block `height`
+    /// changes it, and at genesis).
+    pub fn validators(height: u64) -> [u8; 10] {
+        with(b"v/", &height.to_be_bytes())
+    }
+    pub fn parse_validators(k: &[u8]) -> Option<u64> {
+        let rest: [u8; 8] = k.strip_prefix(VALIDATORS_PREFIX)?.try_into().ok()?;
+        Some(u64::from_be_bytes(rest))
+    }
     pub fn block_hash(hash: &Hash) -> [u8; 34] {
         with(b"h/", &hash.0)
     }
@@ -173,7 +185,7 @@ mod key {
                         "s/{}",
                         u32::from_be_bytes(rest.try_into().unwrap_or_default())
                     ),
-                    ('b' | 'c', 8) => {
+                    ('b' | 'c' | 'v', 8) => {
                         format!(
                             "{prefix}/{}",
                             u64::from_be_bytes(rest.try_into().unwrap_or_default())
@@ -307,6 +319,8 @@ pub struct PreparedState {
     tree: TreeUpdate,
     /// The changes as a journal record.
     journal: Vec<u8>,
+    /// The new `validators/active` value, when the changes write one.
+    active_set: Option<Vec<u8>>,
 }
 
 impl PreparedState {
@@ -344,6 +358,9 @@ pub struct ChainStore<K: KvStore> {
     write_back_bytes: usize,
     write_back_blocks: u64,
     poisoned: Option<String>,
+    /// Every validator set the chain has had, by the height after which it votes (0 =
+    /// genesis). Certificates of old blocks and header sync need the set of their height.
+    validator_sets: BTreeMap<u64, Arc<ValidatorSet>>,
 }
 
 impl<K: KvStore> ChainStore<K> {
@@ -368,6 +385,7 @@ impl<K: KvStore> ChainStore<K> {
             write_back_bytes: config.write_back_bytes,
             write_back_blocks: config.write_back_blocks,
             poisoned: None,
+            validator_sets: BTreeMap::new(),
         };
         match store.kv.get(key::GENESIS)? {
             None => store.init(genesis)?,
@@ -446,6 +464,7 @@ impl<K: KvStore> ChainStore<K> {
         }
         drop(cache);
         self.tree = BucketTree::from_leaves(&leaves)?;
+        self.load_validator_sets(height)?;
         self.replay_journal(height)?;
         if self.tree.root() != block.header.state_root {
             return Err(StoreError::StateRootMismatch {
@@ -523,6 +542,48 @@ impl<K: KvStore> ChainStore<K> {
 
     pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
         self.decode_at(&key::tx(hash))
+    }
+
+    /// The validator set that votes on block `height` (whose hash is that header's
+    /// `validators_hash`); `None` for height 0, which no one votes on.
+    pub fn voting_set(&self, height: u64) -> Option<Arc<ValidatorSet>> {
+        let (_, set) = self.validator_sets.range(..height).next_back()?;
+        Some(set.clone())
+    }
+
+    /// The new set block `height` installed, if it changed the set (and genesis's, at 0).
+    pub fn set_change_at(&self, height: u64) -> Option<Arc<ValidatorSet>> {
+        self.validator_sets.get(&height).cloned()
+    }
+
+    /// The new validator set `prepared` installs, if it differs from the current one.
+    fn set_change(&self, prepared: &PreparedState) -> Option<Vec<u8>> {
+        let bytes = prepared.active_set.as_ref()?;
+        let current = self.validator_sets.values().next_back();
+        match current {
+            Some(set) if codec::encode(set.as_ref()) == *bytes => None,
+            _ => Some(bytes.clone()),
+        }
+    }
+
+    fn load_validator_sets(&mut self, head: u64) -> Result<(), StoreError> {
+        for entry in self.kv.scan_prefix(key::VALIDATORS_PREFIX) {
+            let (k, v) = entry?;
+            let h = key::parse_validators(&k)
+                .filter(|h| *h <= head)
+                .ok_or_else(|| corrupt(&k, format!("not a validator-set key at or below {head}")))?;
+            let set: ValidatorSet =
+                codec::decode(v.as_ref(), v.as_ref().len()).map_err(|e| corrupt(&k, e))?;
+            self.validator_sets.insert(h, Arc::new(set));
+        }
+        if !self.validator_sets.contains_key(&0) {
+            return Err(corrupt(
+                &key::validators(0),
+                "missing: the store predates validator-set history; delete the data \
+                 directory and sync again",
+            ));
+        }
+        Ok(())
     }
 
     /// Replays the stored journal records (which must run without a gap up to the head) over
@@ -688,6 +749,7 @@ impl<K: KvStore> ChainStore<K> {
             buckets,
             tree: self.tree.plan(&leaves),
             journal: journal::encode(changes),
+            active_set: changes.get(state_keys::ACTIVE_SET).cloned().flatten(),
         })
     }
 
@@ -828,6 +890,9 @@ impl<K: KvStore> ChainStore<K> {
             };
             batch.put(key::tx(&tx.hash).to_vec(), codec::encode(&loc));
         }
+        if let Some(set) = self.set_change(prepared) {
+            batch.put(key::validators(height).to_vec(), set);
+        }
         let plan = self.plan_write_back(height, prepared);
         for &b in &plan.written {
             let bucket = match prepared.buckets.binary_search_by_key(&b, |(pb, _)| *pb) {
@@ -867,6 +932,13 @@ impl<K: KvStore> ChainStore<K> {
         prepared: PreparedState,
         plan: WriteBackPlan,
     ) -> Result<(), StoreError> {
+        let new_set = match self.set_change(&prepared) {
+            Some(bytes) => Some(
+                codec::decode::<ValidatorSet>(&bytes, bytes.len())
+                    .map_err(|e| corrupt(&key::validators(header.height), e))?,
+            ),
+            None => None,
+        };
         if let Err(e) = self.kv.write(batch).and_then(|()| self.kv.flush()) {
             // The batch may or may not be on disk now; only a reopen (which re-checks the
             // store) can tell which state is real.
@@ -874,6 +946,9 @@ impl<K: KvStore> ChainStore<K> {
             return Err(e.into());
         }
         let header_journal_chunks = prepared.journal.len().div_ceil(JOURNAL_CHUNK) as u32;
+        if let Some(set) = new_set {
+            self.validator_sets.insert(header.height, Arc::new(set));
+        }
         self.tree.apply(&prepared.tree);
         // Committed buckets not yet written live in the write-back set only (the cache would
         // hold a stale copy); written ones move to the cache.
