@@ -44,6 +44,9 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> HomeError + '_ {
     }
 }
 
+/// The dev genesis balance of the validator's account: 1,000,000 AIT.
+pub const DEV_BALANCE: u64 = 1_000_000 * aitbc_chain::params::AIT;
+
 /// What `init` made, for printing.
 #[derive(Debug)]
 pub struct InitSummary {
@@ -87,7 +90,12 @@ pub fn init(home: &Path, chain_id: &str) -> Result<InitSummary, HomeError> {
         .map_err(io_at(&data))?;
     keys::create_node_key(&home.join(NODE_KEY_FILE))?;
     let key = keys::create_validator_key(&home.join(VALIDATOR_KEY_FILE))?;
-    let genesis = Genesis::dev(chain_id, &[&key], &[]);
+    // The validator's account is funded and named faucet, so a fresh single-node chain can
+    // move funds (`aitbc-node tx transfer --key <home>/validator_key`) and serve
+    // `/admin/mintFaucet` without editing genesis first.
+    let address = Address::of(&key.public());
+    let mut genesis = Genesis::dev(chain_id, &[&key], &[(address, DEV_BALANCE)]);
+    genesis.faucet = Some(address);
     let gpath = home.join(GENESIS_FILE);
     write_new(&gpath, genesis.to_json().as_bytes())?;
     let config = format!(

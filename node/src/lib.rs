@@ -1,6 +1,15 @@
-//! `aitbc-node` as a library, so its config, key-file and node-home logic can be tested
-//! without spawning the binary. The binary (`main.rs`) is a thin clap front end over this.
+//! `aitbc-node` as a library, so its parts can be tested without spawning the binary. The
+//! binary (`main.rs`) is a thin clap front end over this.
 
+pub mod api;
+pub mod client;
 pub mod config;
+pub mod core;
 pub mod home;
 pub mod keys;
+pub mod logging;
+pub mod metrics;
+pub mod net;
+pub mod run;
+pub mod shared;
+pub mod sync;

@@ -1,6 +1,5 @@
-//! The `aitbc-node` command line. Only what works exists: setting up a node home, showing its
-//! validator identity, editing a genesis file and checking a config. `run` arrives with the
-//! node service.
+//! The `aitbc-node` command line: set up a node home, run the node, edit a genesis file, check
+//! a config, and the client commands (`tx`, `query`) that sign locally and talk JSON-RPC.
 
 use aitbc_chain::{Address, PublicKey};
 use aitbc_node::config::{process_env, split_peers, Layer, NodeConfig};
@@ -26,6 +25,21 @@ enum Command {
         #[arg(long, default_value = aitbc_node::config::DEFAULT_CHAIN_ID)]
         chain_id: String,
     },
+    /// Run the node: the home's config.toml (or --config), then environment, then flags.
+    Run {
+        /// Node home made by `init`; its config.toml is the config file.
+        #[arg(long)]
+        home: Option<PathBuf>,
+        /// TOML config file (instead of <home>/config.toml).
+        #[arg(long, conflicts_with = "home")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: Box<ConfigFlags>,
+    },
+    /// Sign and send a transaction over JSON-RPC.
+    Tx(aitbc_node::client::TxArgs),
+    /// Ask a node over JSON-RPC.
+    Query(aitbc_node::client::QueryArgs),
     /// Validator key commands.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -155,6 +169,22 @@ fn main() -> Result<()> {
             println!("validator pubkey:  {}", s.pubkey);
             println!("genesis hash:      {}", s.genesis_hash);
         }
+        Command::Run {
+            home,
+            config,
+            flags,
+        } => {
+            let file = config.or_else(|| home.map(|h| h.join(home::CONFIG_FILE)));
+            let cfg = NodeConfig::load(
+                file.as_deref(),
+                &Layer::from_env(process_env),
+                &flags.layer(),
+            )?;
+            aitbc_node::logging::init(cfg.log_level, cfg.log_format)?;
+            aitbc_node::run::run(cfg)?;
+        }
+        Command::Tx(args) => aitbc_node::client::run_tx(args)?,
+        Command::Query(args) => aitbc_node::client::run_query(args)?,
         Command::Keys(KeysCommand::Show { home }) => keys_show(&home)?,
         Command::Genesis(GenesisCommand::AddValidator {
             genesis,

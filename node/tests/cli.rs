@@ -77,9 +77,12 @@ fn init_show_edit() {
         .args(["--address", &funded, "--balance", "5000"])));
     let g = Genesis::from_json(&std::fs::read(&genesis).expect("read")).expect("valid genesis");
     assert_eq!(g.chain_id, "e2e-1");
-    assert_eq!(g.accounts.len(), 1);
-    assert_eq!(g.accounts[0].address.to_string(), funded);
-    assert_eq!(g.accounts[0].balance, 5000);
+    // The validator's own dev account (funded by `init`), then the added one.
+    assert_eq!(g.accounts.len(), 2);
+    assert_eq!(g.accounts[0].balance, aitbc_node::home::DEV_BALANCE);
+    assert_eq!(g.faucet, Some(g.accounts[0].address));
+    assert_eq!(g.accounts[1].address.to_string(), funded);
+    assert_eq!(g.accounts[1].balance, 5000);
 
     // A second validator, then a duplicate account that must be refused without a change.
     let v1 = SecretKey::from_seed([6; 32]).public().to_string();

@@ -1,0 +1,679 @@
+//! The core thread: the one owner of the consensus engine, its write-ahead log and the store's
+//! write side.
+//!
+//! Why a plain thread and not a tokio task: everything here is either CPU (block execution,
+//! signature checks) or a blocking disk write that must finish before the next step (WAL
+//! fsync before a vote leaves, store flush before a block is announced). On a thread those
+//! block nothing else, and the order of effects is exactly the order of the engine's outputs.
+//! Network sends go out through the runtime handle without waiting.
+//!
+//! The engine's rules for IO, as this loop keeps them:
+//! - `Persist` records are appended to the WAL; the WAL is synced before the next `Broadcast`
+//!   (so a vote is durable before it can be seen), and reset only after the height's block is
+//!   durably committed.
+//! - `Decide` commits the block and its state in one flushed write, then announces it, then
+//!   tells the engine `Committed`.
+//! - Every gossip message gets the engine's verdict as its gossip validation result, so peers
+//!   that send invalid consensus messages lose score and are banned.
+
+use crate::metrics::{Direction, GossipTopic};
+use crate::shared::{load_params, Shared};
+use aitbc_chain::block::{Block, CommitCertificate};
+use aitbc_chain::consensus::wal::Wal;
+use aitbc_chain::consensus::{
+    Config as EngineConfig, Engine, Input, Message, Output, Record, Timeout, Verdict,
+};
+use aitbc_chain::execution::offence_hash;
+use aitbc_chain::tx::{HashedTx, Tx, TxKind};
+use aitbc_chain::validation::{build_proposal, validate_block, Validated};
+use aitbc_chain::vote::SignedVote;
+use aitbc_chain::{Address, Hash, SecretKey};
+use aitbc_p2p::{Acceptance, CertifiedBlock, Handle, MessageId, PeerId, Topic};
+use aitbc_rpc::{ConsensusEvent, HeaderInfo, NodeEvent};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the rest of the node hands the core.
+pub enum CoreInput {
+    /// A decoded consensus message from gossip; its verdict goes back to the network.
+    Consensus {
+        msg: Message,
+        id: MessageId,
+        source: PeerId,
+    },
+    /// A committed block announced on the block topic.
+    Announced {
+        block: Box<CertifiedBlock>,
+        id: MessageId,
+        source: PeerId,
+    },
+    /// Blocks fetched by sync, in height order. The reply says how many were applied and, if
+    /// one was bad, why (the sync task penalises the peer).
+    Synced {
+        blocks: Vec<CertifiedBlock>,
+        reply: tokio::sync::oneshot::Sender<Result<usize, String>>,
+    },
+    Shutdown,
+}
+
+/// Why the core stopped other than by a shutdown request: the node must exit.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("consensus WAL: {0}")]
+    Wal(#[from] aitbc_chain::consensus::wal::WalError),
+    #[error("store: {0}")]
+    Store(#[from] aitbc_chain::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub struct Core {
+    shared: Arc<Shared>,
+    net: Handle,
+    rt: tokio::runtime::Handle,
+    engine: Engine,
+    key: Option<SecretKey>,
+    wal: Wal,
+    /// Records appended since the last sync.
+    wal_dirty: bool,
+    timers: BTreeMap<(Instant, u64), Timeout>,
+    timer_seq: u64,
+    /// Blocks of the current height this node built or validated, with their execution.
+    validated: HashMap<Hash, Validated>,
+    /// When the current height's block was first seen (built or received), for finality.
+    seen_at: HashMap<Hash, Instant>,
+    last_commit_at: Option<Instant>,
+    /// Wakes the sync task when the engine finds the node behind.
+    sync_wake: tokio::sync::mpsc::Sender<()>,
+    /// The (height, view) last reported, to count rounds and view changes.
+    round: (u64, u64),
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Core {
+    /// Builds the engine at the height after the store's head and replays the WAL records of
+    /// that height into it (the outputs of that restore are run by [`Core::run`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shared: Arc<Shared>,
+        net: Handle,
+        rt: tokio::runtime::Handle,
+        key: Option<SecretKey>,
+        wal: Wal,
+        wal_records: Vec<Record>,
+        block_time_ms: Option<u64>,
+        sync_wake: tokio::sync::mpsc::Sender<()>,
+    ) -> Result<(Core, Vec<Output>), CoreError> {
+        let (height, set) = {
+            let store = shared.store();
+            let height = store.height() + 1;
+            let set = store
+                .voting_set(height)
+                .ok_or_else(|| CoreError::Other(format!("no validator set for {height}")))?;
+            (height, (*set).clone())
+        };
+        let params = shared.params();
+        let cfg = EngineConfig {
+            chain_id: shared.genesis.chain_id.clone(),
+            block_time_ms: block_time_ms.unwrap_or(params.block_time_ms),
+            view_timeout_ms: params.view_timeout_ms,
+        };
+        let engine_key = key.as_ref().map(|k| SecretKey::from_seed(k.seed()));
+        let mut out = Vec::new();
+        let engine = Engine::new(cfg, engine_key, height, set, wal_records, &mut out);
+        let core = Core {
+            shared,
+            net,
+            rt,
+            engine,
+            key,
+            wal,
+            wal_dirty: false,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            validated: HashMap::new(),
+            seen_at: HashMap::new(),
+            last_commit_at: None,
+            sync_wake,
+            round: (0, 0),
+        };
+        Ok((core, out))
+    }
+
+    /// Runs until `Shutdown` (Ok) or a failure that leaves the node unable to go on safely.
+    pub fn run(mut self, first: Vec<Output>, inputs: Receiver<CoreInput>) -> Result<(), CoreError> {
+        let mut pending = VecDeque::new();
+        self.process(first, &mut pending)?;
+        self.drain(&mut pending)?;
+        loop {
+            let input = match self.timers.first_key_value() {
+                None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some((&(at, _), _)) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    inputs.recv_timeout(wait)
+                }
+            };
+            match input {
+                Ok(CoreInput::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(input) => self.on_input(input, &mut pending)?,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.fire_timers(&mut pending)?;
+            self.drain(&mut pending)?;
+        }
+        self.wal.sync()?;
+        aitbc_chain::store::KvStore::flush(self.shared.store().kv())
+            .map_err(aitbc_chain::store::StoreError::from)?;
+        Ok(())
+    }
+
+    fn fire_timers(&mut self, pending: &mut VecDeque<Input>) -> Result<(), CoreError> {
+        let now = Instant::now();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            pending.push_back(Input::Timeout(entry.remove()));
+        }
+        Ok(())
+    }
+
+    /// Feeds queued inputs (answers to the engine's own requests) until none is left.
+    fn drain(&mut self, pending: &mut VecDeque<Input>) -> Result<(), CoreError> {
+        while let Some(input) = pending.pop_front() {
+            self.step(input, pending)?;
+        }
+        self.publish_state();
+        Ok(())
+    }
+
+    fn step(&mut self, input: Input, pending: &mut VecDeque<Input>) -> Result<Verdict, CoreError> {
+        let mut out = Vec::new();
+        let verdict = self.engine.handle(input, &mut out);
+        self.process(out, pending)?;
+        Ok(verdict)
+    }
+
+    fn on_input(
+        &mut self,
+        input: CoreInput,
+        pending: &mut VecDeque<Input>,
+    ) -> Result<(), CoreError> {
+        match input {
+            CoreInput::Consensus { msg, id, source } => {
+                let verdict = self.step(Input::Message(msg), pending)?;
+                let acceptance = match verdict {
+                    Verdict::Accept => Acceptance::Accept,
+                    Verdict::Ignore => Acceptance::Ignore,
+                    Verdict::Reject(why) => {
+                        tracing::debug!(component = "consensus", event = "reject", %source, ?why);
+                        self.shared.metrics.invalid("consensus_message");
+                        Acceptance::Reject
+                    }
+                };
+                self.report(id, source, acceptance);
+            }
+            CoreInput::Announced { block, id, source } => {
+                let head = self.shared.head_height();
+                let h = block.block.header.height;
+                let acceptance = if h <= head {
+                    Acceptance::Ignore
+                } else if h > head + 1 {
+                    // Ahead of us: sync fetches what is missing (and this block with it).
+                    let _ = self.sync_wake.try_send(());
+                    Acceptance::Ignore
+                } else {
+                    match self.apply_certified(&block, pending)? {
+                        Ok(()) => Acceptance::Accept,
+                        Err(why) => {
+                            tracing::info!(component = "sync", event = "bad_block", %source, height = h, "{why}");
+                            self.shared.metrics.invalid("announced_block");
+                            Acceptance::Reject
+                        }
+                    }
+                };
+                self.report(id, source, acceptance);
+            }
+            CoreInput::Synced { blocks, reply } => {
+                let mut applied = 0;
+                let mut result = Ok(0);
+                for cb in &blocks {
+                    let head = self.shared.head_height();
+                    if cb.block.header.height <= head {
+                        continue;
+                    }
+                    if let Err(why) = self.apply_certified(cb, pending)? {
+                        result = Err(format!("block {}: {why}", cb.block.header.height));
+                        break;
+                    }
+                    applied += 1;
+                    // Let the engine catch up between blocks so its state stays small.
+                    self.drain(pending)?;
+                }
+                self.shared.metrics.sync_blocks(applied as u64);
+                let _ = reply.send(result.map(|_: usize| applied));
+            }
+            CoreInput::Shutdown => {}
+        }
+        Ok(())
+    }
+
+    fn report(&self, id: MessageId, source: PeerId, acceptance: Acceptance) {
+        let net = self.net.clone();
+        self.rt.spawn(async move {
+            let _ = net.report_validation(id, source, acceptance).await;
+        });
+    }
+
+    fn process(
+        &mut self,
+        out: Vec<Output>,
+        pending: &mut VecDeque<Input>,
+    ) -> Result<(), CoreError> {
+        for o in out {
+            match o {
+                Output::Persist(record) => {
+                    self.wal.append(&record)?;
+                    self.wal_dirty = true;
+                }
+                Output::Broadcast(msg) => {
+                    if self.wal_dirty {
+                        self.wal.sync()?;
+                        self.wal_dirty = false;
+                    }
+                    if let Message::Vote(v) = &msg {
+                        if v.vote.phase == aitbc_chain::vote::Phase::Commit {
+                            self.shared.metrics.validator_signed(v.vote.height);
+                        }
+                    }
+                    self.publish(Topic::Consensus, msg.encode());
+                }
+                Output::Schedule { timeout, after_ms } => {
+                    let at = Instant::now() + Duration::from_millis(after_ms);
+                    self.timer_seq += 1;
+                    self.timers.insert((at, self.timer_seq), timeout);
+                }
+                Output::BuildBlock { height, view } => {
+                    if let Some(block) = self.build(height, view)? {
+                        pending.push_back(Input::BlockBuilt {
+                            height,
+                            view,
+                            block: Box::new(block),
+                        });
+                    }
+                }
+                Output::ValidateBlock(block) => {
+                    let height = block.header.height;
+                    let block_hash = block.hash();
+                    self.seen_at.entry(block_hash).or_insert_with(Instant::now);
+                    let valid = self.validate(&block);
+                    pending.push_back(Input::BlockValidated {
+                        height,
+                        block_hash,
+                        valid,
+                    });
+                }
+                Output::Decide { block, certificate } => {
+                    let validated = match self.validated.remove(&block.hash()) {
+                        Some(v) => Some(v),
+                        None => {
+                            let store = self.shared.store();
+                            let mempool = self.shared.mempool();
+                            match validate_block(&store, &block, |t| mempool.is_verified(t)) {
+                                Ok(v) => Some(v),
+                                Err(e) => {
+                                    // A quorum decided a block this node finds invalid: its
+                                    // state differs from theirs. Committing would fork it.
+                                    return Err(CoreError::Other(format!(
+                                        "decided block {} at height {} does not validate here: \
+                                         {e}; the store may be corrupt, resync it",
+                                        block.hash(),
+                                        block.header.height
+                                    )));
+                                }
+                            }
+                        }
+                    };
+                    if let Some(v) = validated {
+                        self.commit(&block, &certificate, v, pending)?;
+                    }
+                }
+                Output::Evidence(a, b) => self.submit_evidence(a, b),
+                Output::SyncNeeded { height } => {
+                    tracing::info!(
+                        component = "consensus",
+                        event = "behind",
+                        height,
+                        "validators are ahead; syncing"
+                    );
+                    let _ = self.sync_wake.try_send(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&self, topic: Topic, data: Vec<u8>) {
+        self.shared
+            .metrics
+            .gossip(gossip_topic(topic), Direction::Out, data.len());
+        let net = self.net.clone();
+        self.rt.spawn(async move {
+            if let Err(e) = net.publish(topic, data).await {
+                tracing::debug!(component = "p2p", event = "publish_failed", ?topic, "{e}");
+            }
+        });
+    }
+
+    fn build(&mut self, height: u64, view: u64) -> Result<Option<Block>, CoreError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let proposer = Address::of(&key.public());
+        let store = self.shared.store();
+        if store.height() + 1 != height {
+            return Ok(None);
+        }
+        let params = self.shared.params();
+        let candidates = self.shared.mempool().select(
+            &*store,
+            usize::try_from(params.max_block_txs).unwrap_or(usize::MAX),
+            usize::try_from(params.max_block_bytes).unwrap_or(usize::MAX),
+        );
+        let last_commit = match store.height() {
+            0 => None,
+            h => store.certificate(h)?,
+        };
+        match build_proposal(&store, proposer, view, now_ms(), last_commit, candidates) {
+            Ok(p) => {
+                drop(store);
+                tracing::debug!(
+                    component = "consensus",
+                    event = "built",
+                    height,
+                    view,
+                    txs = p.block.txs.len()
+                );
+                self.seen_at.insert(p.validated.hash, Instant::now());
+                self.validated.insert(p.validated.hash, p.validated);
+                Ok(Some(p.block))
+            }
+            Err(e) => {
+                tracing::error!(
+                    component = "consensus",
+                    event = "build_failed",
+                    height,
+                    view,
+                    "{e}"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn validate(&mut self, block: &Block) -> bool {
+        let hash = block.hash();
+        if self.validated.contains_key(&hash) {
+            return true;
+        }
+        let result = {
+            let store = self.shared.store();
+            let mempool = self.shared.mempool();
+            validate_block(&store, block, |t| mempool.is_verified(t))
+        };
+        match result {
+            Ok(v) => {
+                self.validated.insert(hash, v);
+                true
+            }
+            Err(e) => {
+                let level_local = !e.is_invalid();
+                if level_local {
+                    tracing::error!(
+                        component = "consensus",
+                        event = "validate_failed",
+                        height = block.header.height,
+                        "{e}"
+                    );
+                } else {
+                    tracing::info!(
+                        component = "consensus",
+                        event = "invalid_block",
+                        height = block.header.height,
+                        "{e}"
+                    );
+                    self.shared.metrics.invalid("invalid_block");
+                }
+                false
+            }
+        }
+    }
+
+    /// Checks and commits a block that arrived with its certificate (announced or synced).
+    /// The outer error is this node's failure; the inner one is the block's.
+    fn apply_certified(
+        &mut self,
+        cb: &CertifiedBlock,
+        pending: &mut VecDeque<Input>,
+    ) -> Result<Result<(), String>, CoreError> {
+        let block = &cb.block;
+        let validated = {
+            let store = self.shared.store();
+            let h = block.header.height;
+            let Some(set) = store.voting_set(h) else {
+                return Ok(Err(format!("no validator set for height {h}")));
+            };
+            if let Err(e) = cb
+                .commit
+                .verify(&store.head().chain_id, h, &block.hash(), &set)
+            {
+                return Ok(Err(format!("certificate: {e}")));
+            }
+            let mempool = self.shared.mempool();
+            match validate_block(&store, block, |t| mempool.is_verified(t)) {
+                Ok(v) => v,
+                Err(e) if e.is_invalid() => return Ok(Err(e.to_string())),
+                Err(e) => return Err(CoreError::Other(e.to_string())),
+            }
+        };
+        self.commit(block, &cb.commit, validated, pending)?;
+        Ok(Ok(()))
+    }
+
+    /// Commits `block` (one flushed write), then tells everyone: mempool, waiting clients,
+    /// subscribers, peers (block topic), and finally the engine.
+    fn commit(
+        &mut self,
+        block: &Block,
+        cert: &CommitCertificate,
+        validated: Validated,
+        pending: &mut VecDeque<Input>,
+    ) -> Result<(), CoreError> {
+        let height = block.header.height;
+        let started = Instant::now();
+        let next_set = validated.outcome.next_validators.clone();
+        self.shared
+            .store_mut()
+            .commit_block(block, cert, validated.prepared)?;
+        let now = Instant::now();
+        self.shared.metrics.store_commit(now - started);
+        // The height is durable: its consensus messages are no longer needed to stay safe.
+        self.wal.reset()?;
+        self.wal_dirty = false;
+
+        let hashes: Vec<Hash> = block.txs.iter().map(|t| t.hash).collect();
+        {
+            let store = self.shared.store();
+            let mut mempool = self.shared.mempool();
+            if let Err(e) = mempool.remove_committed(&hashes, &*store) {
+                tracing::warn!(component = "mempool", event = "prune_failed", "{e}");
+            }
+            self.shared
+                .metrics
+                .set_mempool(mempool.len(), mempool.bytes() as u64);
+            if block
+                .txs
+                .iter()
+                .any(|t| matches!(t.tx.kind, TxKind::ParamUpdate { .. }))
+            {
+                match load_params(&store) {
+                    Ok(p) => self.shared.set_params(p),
+                    Err(e) => tracing::error!(component = "chain", event = "params", "{e}"),
+                }
+            }
+        }
+        self.record_liveness(height, cert);
+        {
+            let mut waiters = self.shared.waiters();
+            if !waiters.is_empty() {
+                for h in &hashes {
+                    for w in waiters.remove(h).unwrap_or_default() {
+                        let _ = w.send(height);
+                    }
+                }
+            }
+        }
+        let hash = block.hash();
+        let interval = self.last_commit_at.map(|t| now - t);
+        let finality = self.seen_at.get(&hash).map(|t| now - *t);
+        self.last_commit_at = Some(now);
+        self.shared
+            .metrics
+            .on_commit(height, block.txs.len() as u64, interval, finality);
+        tracing::info!(
+            component = "consensus",
+            event = "commit",
+            height,
+            view = cert.view,
+            txs = block.txs.len(),
+            latency_ms = finality.map_or(0, |d| d.as_millis() as u64),
+            hash = %hash,
+        );
+        self.shared
+            .emit(NodeEvent::Consensus(ConsensusEvent::Decided {
+                height,
+                view: cert.view,
+                hash,
+            }));
+        self.shared.emit(NodeEvent::NewBlock(HeaderInfo {
+            hash,
+            header: block.header.clone(),
+            tx_count: block.txs.len() as u32,
+        }));
+        let announced = CertifiedBlock {
+            block: block.clone(),
+            commit: cert.clone(),
+        };
+        self.publish(Topic::Block, aitbc_chain::codec::encode(&announced));
+        self.validated.clear();
+        self.seen_at.clear();
+        pending.push_back(Input::Committed { height, next_set });
+        Ok(())
+    }
+
+    fn record_liveness(&self, height: u64, cert: &CommitCertificate) {
+        let Some(set) = self.shared.store().voting_set(height) else {
+            return;
+        };
+        let mut live = self.shared.liveness();
+        for v in set.validators() {
+            let entry = live.entry(v.pubkey).or_default();
+            if cert.signatures.iter().any(|s| s.validator == v.pubkey) {
+                entry.last_signed = Some(height);
+            } else {
+                entry.missed += 1;
+                if self.key.as_ref().is_some_and(|k| k.public() == v.pubkey) {
+                    self.shared.metrics.validator_missed();
+                }
+            }
+        }
+    }
+
+    /// Turns two conflicting votes into an `Evidence` tx signed (and paid for) by this
+    /// validator, through the mempool like any tx.
+    fn submit_evidence(&self, a: SignedVote, b: SignedVote) {
+        let Some(key) = &self.key else {
+            return;
+        };
+        let offender = a.vote.validator;
+        let offence = offence_hash(&a);
+        let store = self.shared.store();
+        let params = self.shared.params();
+        let mut mempool = self.shared.mempool();
+        let sender = Address::of(&key.public());
+        let nonce = match mempool.pending_nonce(&*store, &sender) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(component = "consensus", event = "evidence", "{e}");
+                return;
+            }
+        };
+        let kind = TxKind::Evidence {
+            vote_a: Box::new(a),
+            vote_b: Box::new(b),
+        };
+        let chain_id = &self.shared.genesis.chain_id;
+        let unsigned = Tx::signed(chain_id, kind.clone(), key, nonce, 0);
+        let fee = params.base_fee + params.fee_per_byte * unsigned.encoded_len() as u64;
+        let tx = HashedTx::new(Tx::signed(chain_id, kind, key, nonce, fee));
+        match mempool.admit(tx, &*store, &params) {
+            Ok(_) => {
+                tracing::warn!(component = "consensus", event = "evidence", %offender, %offence, "double vote: evidence submitted")
+            }
+            Err(e) => {
+                tracing::info!(component = "consensus", event = "evidence", %offender, "not submitted: {e}")
+            }
+        }
+    }
+
+    /// Publishes what the RPC reports about consensus progress.
+    fn publish_state(&mut self) {
+        let e = &self.engine;
+        let view = e.view();
+        let round = (e.height(), view);
+        if round != self.round {
+            if round.0 == self.round.0 {
+                self.shared.metrics.view_change();
+                self.shared
+                    .emit(NodeEvent::Consensus(ConsensusEvent::ViewChange {
+                        height: round.0,
+                        view,
+                    }));
+            }
+            self.shared.metrics.round();
+            self.round = round;
+        }
+        let phase = if e.is_decided() {
+            "decided"
+        } else if e.prepared().is_some_and(|p| p.view == view) {
+            "commit"
+        } else if self.validated.is_empty() {
+            "propose"
+        } else {
+            "prepare"
+        };
+        let proposer = e.proposer(e.height(), view).map(Address::of);
+        let mut c = self.shared.consensus();
+        c.height = e.height();
+        c.view = view;
+        c.phase = phase.to_string();
+        c.votes_seen = e.votes_seen() as u64;
+        c.proposer = proposer;
+    }
+}
+
+/// The metrics' name for a p2p topic.
+pub fn gossip_topic(topic: Topic) -> GossipTopic {
+    match topic {
+        Topic::Tx => GossipTopic::Tx,
+        Topic::Consensus => GossipTopic::Consensus,
+        Topic::Block => GossipTopic::Block,
+    }
+}

@@ -1,0 +1,264 @@
+//! `aitbc-node run`: opens everything, starts every part, and stops them in order.
+//!
+//! Start-up refuses to go on with anything it cannot trust (a genesis of another chain, a store
+//! whose invariants fail, unreadable keys), each with a message that says what to do. Shutdown
+//! (SIGINT/SIGTERM) stops taking requests, lets the core finish its current step, syncs the WAL
+//! and flushes the store before the process exits.
+
+use crate::api::Api;
+use crate::config::NodeConfig;
+use crate::core::{Core, CoreInput};
+use crate::metrics::NodeMetrics;
+use crate::shared::Shared;
+use crate::{home, keys, net, sync};
+use aitbc_chain::consensus::wal::Wal;
+use aitbc_chain::consensus::{Message, Record};
+use aitbc_chain::mempool::{Mempool, MempoolConfig};
+use aitbc_chain::store::{ChainStore, SledKv};
+use aitbc_chain::{Address, SecretKey};
+use aitbc_rpc::{RpcConfig, RpcMetrics};
+use anyhow::{bail, Context, Result};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Pending core inputs (gossip beyond this is ignored, not queued without bound).
+const CORE_QUEUE: usize = 8192;
+/// Admitted txs waiting for the gossip batcher.
+const TX_OUTBOX: usize = 65_536;
+
+/// Where the store and WAL live inside `db_path`.
+const STORE_DIR: &str = "chain";
+const WAL_FILE: &str = "consensus.wal";
+
+/// Loads the validator key if its file exists; a node without one follows the chain.
+fn validator_key(config: &NodeConfig) -> Result<Option<SecretKey>> {
+    if !config.validator_key.exists() {
+        return Ok(None);
+    }
+    keys::load_validator_key(&config.validator_key)
+        .map(Some)
+        .with_context(|| format!("validator_key {}", config.validator_key.display()))
+}
+
+pub fn run(config: NodeConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("aitbc-rt")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(config))
+}
+
+async fn run_async(config: NodeConfig) -> Result<()> {
+    let genesis = home::read_genesis(&config.genesis)
+        .with_context(|| format!("genesis {}", config.genesis.display()))?;
+    if genesis.chain_id != config.chain_id {
+        bail!(
+            "chain_id {:?} does not match the genesis file's {:?} ({})",
+            config.chain_id,
+            genesis.chain_id,
+            config.genesis.display()
+        );
+    }
+    let node_key = keys::load_node_key(&config.node_key)
+        .with_context(|| format!("node_key {}", config.node_key.display()))?;
+    let key = validator_key(&config)?;
+    let validator = key.as_ref().map(|k| Address::of(&k.public()));
+
+    std::fs::create_dir_all(&config.db_path)
+        .with_context(|| format!("db_path {}", config.db_path.display()))?;
+    let store_path = config.db_path.join(STORE_DIR);
+    let kv = SledKv::open(&store_path)
+        .with_context(|| format!("opening the store at {}", store_path.display()))?;
+    let store = ChainStore::open(kv, &genesis).with_context(|| {
+        format!(
+            "the store at {} cannot be trusted; stop the node, delete that directory and \
+             start again to sync from peers",
+            store_path.display()
+        )
+    })?;
+    tracing::info!(component = "store", event = "open", height = store.height(), hash = %store.head_hash());
+
+    let params = crate::shared::load_params(&store).map_err(anyhow::Error::msg)?;
+    let max_record = Message::max_encoded_len(params.max_block_bytes, params.max_validators) * 2;
+    let wal_path = config.db_path.join(WAL_FILE);
+    let (wal, recovered) = Wal::open::<Record>(&wal_path, max_record)
+        .with_context(|| format!("consensus WAL {}", wal_path.display()))?;
+    if recovered.dropped_bytes > 0 {
+        tracing::warn!(
+            component = "consensus",
+            event = "wal_tail_dropped",
+            bytes = recovered.dropped_bytes,
+            "a torn WAL tail (crash mid-write) was dropped"
+        );
+    }
+
+    let mut p2p_config = aitbc_p2p::Config::new(genesis.chain_id.clone(), genesis.hash());
+    p2p_config.listen = vec![config
+        .p2p_bind
+        .parse()
+        .with_context(|| format!("p2p_bind {:?}", config.p2p_bind))?];
+    p2p_config.bootstrap = config
+        .bootstrap_peers
+        .iter()
+        .map(|a| a.parse().with_context(|| format!("bootstrap_peers {a:?}")))
+        .collect::<Result<_>>()?;
+    p2p_config.max_block_bytes = params.max_block_bytes;
+    p2p_config.max_validators = params.max_validators;
+    let keypair = aitbc_p2p::Keypair::ed25519_from_bytes(node_key.seed())
+        .context("node_key is not a valid ed25519 seed")?;
+    let (net, events) = aitbc_p2p::start(keypair, p2p_config)
+        .await
+        .context("starting the p2p network")?;
+    let peer_id = net.local_peer_id().to_string();
+    for addr in net.listen_addrs().await.unwrap_or_default() {
+        tracing::info!(component = "p2p", event = "listening", %addr, "/p2p/{peer_id}");
+    }
+
+    let mut registry = Registry::default();
+    let metrics = NodeMetrics::register(&mut registry);
+    let rpc_metrics = RpcMetrics::register(&mut registry);
+    metrics.on_commit(store.height(), 0, None, None);
+    let mempool = Mempool::new(genesis.chain_id.clone(), MempoolConfig::default());
+    let shared = Arc::new(
+        Shared::new(
+            genesis, store, mempool, validator, peer_id, metrics, registry,
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+
+    let (core_tx, core_rx) = std::sync::mpsc::sync_channel(CORE_QUEUE);
+    let (sync_wake_tx, sync_wake_rx) = mpsc::channel(4);
+    let admin_key = key.as_ref().map(|k| SecretKey::from_seed(k.seed()));
+    let (core, first) = Core::new(
+        shared.clone(),
+        net.clone(),
+        tokio::runtime::Handle::current(),
+        key,
+        wal,
+        recovered.records,
+        config.block_time_ms,
+        sync_wake_tx.clone(),
+    )?;
+    let core_thread = std::thread::Builder::new()
+        .name("aitbc-core".into())
+        .spawn(move || core.run(first, core_rx))
+        .context("starting the core thread")?;
+
+    let (outbox_tx, outbox_rx) = mpsc::channel(TX_OUTBOX);
+    tokio::spawn(net::forward_events(
+        shared.clone(),
+        net.clone(),
+        events,
+        core_tx.clone(),
+        sync_wake_tx,
+    ));
+    tokio::spawn(net::publish_tx_batches(
+        shared.clone(),
+        net.clone(),
+        outbox_rx,
+    ));
+    tokio::spawn(sync::run(
+        shared.clone(),
+        net.clone(),
+        core_tx.clone(),
+        sync_wake_rx,
+    ));
+
+    let api = Arc::new(Api::new(shared.clone(), net.clone(), outbox_tx, admin_key));
+    let rpc_config = RpcConfig {
+        bind: config.rpc_bind,
+        admin_token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
+        ..RpcConfig::default()
+    };
+    rpc_config.validate().context("rpc config")?;
+    let listener = tokio::net::TcpListener::bind(config.rpc_bind)
+        .await
+        .with_context(|| format!("rpc_bind {}: cannot listen", config.rpc_bind))?;
+    tracing::info!(component = "rpc", event = "listening", addr = %config.rpc_bind);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let rpc = tokio::spawn(aitbc_rpc::serve(
+        listener,
+        api.clone(),
+        rpc_config.clone(),
+        rpc_metrics.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let metrics_server = match config.metrics_port {
+        Some(port) => {
+            let addr = std::net::SocketAddr::new(config.rpc_bind.ip(), port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics_port {port}: cannot listen on {addr}"))?;
+            Some(tokio::spawn(aitbc_rpc::serve_metrics(
+                listener,
+                api.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+
+    // Run until a signal, or until the core stops by itself (a failure).
+    let core_done = tokio::task::spawn_blocking(move || core_thread.join());
+    tokio::pin!(core_done);
+    let early = tokio::select! {
+        s = shutdown_signal() => { tracing::info!(component = "node", event = "shutdown", signal = s); None }
+        r = &mut core_done => Some(r),
+    };
+    let _ = stop_tx.send(true);
+    let core_result = match early {
+        Some(r) => r,
+        None => {
+            let _ = core_tx.send(CoreInput::Shutdown);
+            core_done.await
+        }
+    };
+    let _ = rpc.await;
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
+    net.shutdown().await;
+    // Wake `wait: commit` callers: their txs were not committed by this process.
+    shared.waiters().clear();
+    match core_result {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!(
+                component = "node",
+                event = "stopped",
+                height = shared.head_height()
+            );
+            Ok(())
+        }
+        Ok(Ok(Err(e))) => Err(anyhow::Error::new(e).context("the consensus core stopped")),
+        Ok(Err(_)) | Err(_) => bail!("the consensus core panicked"),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "SIGINT";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,164 @@
+//! State the node's parts share: the store and mempool behind locks, and what the core thread
+//! publishes for the RPC (consensus progress, validator liveness, sync progress, events).
+//!
+//! One writer: only the core thread commits to the store and changes the head, so readers
+//! (RPC, sync responders, gossip admission) take read locks and never see a half-applied
+//! block. The mempool lock is held only for one admission or one selection.
+
+use crate::metrics::NodeMetrics;
+use aitbc_chain::execution::{BlockEnv, Executor};
+use aitbc_chain::genesis::Genesis;
+use aitbc_chain::mempool::Mempool;
+use aitbc_chain::store::{ChainStore, SledKv};
+use aitbc_chain::{Address, Hash, Params, PublicKey};
+use aitbc_rpc::{ConsensusInfo, NodeEvent};
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{broadcast, oneshot};
+
+pub type Store = ChainStore<SledKv>;
+
+/// How many events a slow WebSocket subscriber may fall behind before it loses the oldest.
+const EVENT_BUFFER: usize = 1024;
+
+/// Per validator: the last height whose certificate carried its signature, and how many
+/// committed heights since start-up lacked it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Liveness {
+    pub last_signed: Option<u64>,
+    pub missed: u64,
+}
+
+pub struct Shared {
+    pub genesis: Genesis,
+    pub genesis_hash: Hash,
+    pub store: RwLock<Store>,
+    pub mempool: Mutex<Mempool>,
+    /// Parameters in force at the head (a `ParamUpdate` changes them), for admission.
+    pub params: RwLock<Params>,
+    pub events: broadcast::Sender<NodeEvent>,
+    /// `sendTx` calls waiting for their tx's commit: tx hash → height senders.
+    pub commit_waiters: Mutex<BTreeMap<Hash, Vec<oneshot::Sender<u64>>>>,
+    pub consensus: Mutex<ConsensusInfo>,
+    pub liveness: Mutex<BTreeMap<PublicKey, Liveness>>,
+    /// Best head any peer reported (0 = none yet), and whether we are catching up to it.
+    pub best_peer_height: AtomicU64,
+    pub syncing: AtomicBool,
+    pub peers: AtomicU64,
+    pub metrics: NodeMetrics,
+    pub registry: Registry,
+    /// This node's validator address, when it has a validator key.
+    pub validator: Option<Address>,
+    pub peer_id: String,
+}
+
+impl Shared {
+    pub fn new(
+        genesis: Genesis,
+        store: Store,
+        mempool: Mempool,
+        validator: Option<Address>,
+        peer_id: String,
+        metrics: NodeMetrics,
+        registry: Registry,
+    ) -> Result<Shared, String> {
+        let params = load_params(&store)?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let consensus = ConsensusInfo {
+            height: store.height() + 1,
+            view: 0,
+            phase: "propose".into(),
+            votes_seen: 0,
+            proposer: None,
+            validator,
+        };
+        Ok(Shared {
+            genesis_hash: genesis.hash(),
+            genesis,
+            store: RwLock::new(store),
+            mempool: Mutex::new(mempool),
+            params: RwLock::new(params),
+            events,
+            commit_waiters: Mutex::new(BTreeMap::new()),
+            consensus: Mutex::new(consensus),
+            liveness: Mutex::new(BTreeMap::new()),
+            best_peer_height: AtomicU64::new(0),
+            syncing: AtomicBool::new(false),
+            peers: AtomicU64::new(0),
+            metrics,
+            registry,
+            validator,
+            peer_id,
+        })
+    }
+
+    // A panic while a lock is held is a bug that has already stopped the node's work; the
+    // guarded data is replaced whole by each writer, so reading it after a poison is safe.
+
+    pub fn store(&self) -> RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn store_mut(&self) -> RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
+        self.mempool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn params(&self) -> Params {
+        self.params
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_params(&self, params: Params) {
+        *self.params.write().unwrap_or_else(|e| e.into_inner()) = params;
+    }
+
+    pub fn consensus(&self) -> MutexGuard<'_, ConsensusInfo> {
+        self.consensus.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn liveness(&self) -> MutexGuard<'_, BTreeMap<PublicKey, Liveness>> {
+        self.liveness.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn waiters(&self) -> MutexGuard<'_, BTreeMap<Hash, Vec<oneshot::Sender<u64>>>> {
+        self.commit_waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn head_height(&self) -> u64 {
+        self.store().height()
+    }
+
+    pub fn best_peer(&self) -> Option<u64> {
+        match self.best_peer_height.load(Ordering::Relaxed) {
+            0 => None,
+            h => Some(h),
+        }
+    }
+
+    /// Sends an event to WebSocket subscribers; none listening is fine.
+    pub fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// The parameters in `store`'s committed state.
+pub fn load_params(store: &Store) -> Result<Params, String> {
+    let env = BlockEnv {
+        chain_id: store.head().chain_id.clone(),
+        height: store.height() + 1,
+        proposer: Address([0; 20]),
+    };
+    Executor::new(store, env)
+        .map(|e| e.params().clone())
+        .map_err(|e| format!("cannot read the chain parameters: {e}"))
+}

@@ -1,0 +1,422 @@
+//! End-to-end: real `aitbc-node` processes on 127.0.0.1, driven only through their command
+//! line and JSON-RPC, as an operator and a client would.
+
+use aitbc_node::client::rpc::RpcClient;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aitbc-node");
+
+/// A free loopback port (the listener is dropped; the port stays free in practice).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A node process that is killed when the test ends, however it ends.
+struct Node {
+    child: Option<Child>,
+    home: PathBuf,
+    rpc: String,
+    p2p_port: u16,
+    rpc_port: u16,
+}
+
+impl Node {
+    fn init(home: &Path) {
+        let out = cli(&["init", "--home", path(home)]);
+        assert!(out.status.success(), "init: {}", stderr(&out));
+    }
+
+    fn start(home: &Path) -> Node {
+        let (p2p_port, rpc_port) = (free_port(), free_port());
+        Self::start_on(home, p2p_port, rpc_port, &[])
+    }
+
+    /// Starts on the given ports with `extra` flags.
+    fn start_on(home: &Path, p2p_port: u16, rpc_port: u16, extra: &[&str]) -> Node {
+        let log = std::fs::File::create(home.join("node.log")).expect("log file");
+        let child = Command::new(BIN)
+            .args(["run", "--home", path(home)])
+            .args(["--p2p-bind", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
+            .args(["--rpc-bind", &format!("127.0.0.1:{rpc_port}")])
+            .args(["--block-time", "100"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn aitbc-node");
+        let node = Node {
+            child: Some(child),
+            home: home.to_path_buf(),
+            rpc: format!("http://127.0.0.1:{rpc_port}"),
+            p2p_port,
+            rpc_port,
+        };
+        node.wait_for("the RPC to answer", |n| n.call("status", json!({})).ok());
+        node
+    }
+
+    fn client(&self) -> RpcClient {
+        RpcClient::new(&self.rpc).expect("rpc url")
+    }
+
+    fn call(&self, method: &str, params: Value) -> Result<Value, String> {
+        self.client()
+            .call(method, params)
+            .map_err(|e| e.to_string())
+    }
+
+    fn height(&self) -> u64 {
+        let head = self.call("getHead", json!({})).expect("getHead");
+        head["header"]["height"].as_u64().expect("height")
+    }
+
+    /// Polls `f` every 50 ms for up to 60 s.
+    fn wait_for<T>(&self, what: &str, f: impl Fn(&Node) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f(self) {
+                return v;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!("timed out waiting for {what}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
+    }
+
+    fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        child.wait().expect("wait")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run aitbc-node")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn address_of(home: &Path) -> String {
+    let out = cli(&["keys", "show", "--home", path(home)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("validator address: "))
+        .expect("address line")
+        .trim()
+        .to_string()
+}
+
+/// A fresh address (of a key nobody holds).
+fn fresh_address(seed: u8) -> String {
+    let key = aitbc_chain::SecretKey::from_seed([seed; 32]);
+    aitbc_chain::Address::of(&key.public()).to_string()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+}
+
+#[test]
+fn single_validator_commits_and_serves_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    Node::init(&home);
+    let metrics_port = free_port().to_string();
+    let mut node = Node::start_on(
+        &home,
+        free_port(),
+        free_port(),
+        &["--metrics-port", &metrics_port],
+    );
+    node.wait_for("height 3", |n| (n.height() >= 3).then_some(()));
+
+    // A transfer signed by the CLI, answered once committed.
+    let to = fresh_address(42);
+    let key = home.join("validator_key");
+    let out = cli(&[
+        "tx",
+        "transfer",
+        &to,
+        "5ait",
+        "--key",
+        path(&key),
+        "--rpc",
+        &node.rpc,
+        "--wait",
+        "commit",
+    ]);
+    assert!(
+        out.status.success(),
+        "tx transfer: {}\n{}",
+        stderr(&out),
+        node.log()
+    );
+    let sent: Value = serde_json::from_slice(&out.stdout).expect("json answer");
+    assert_eq!(sent["status"], "committed", "{sent}");
+    let height = sent["height"].as_u64().expect("height");
+    let hash = sent["hash"].as_str().expect("hash").to_string();
+
+    let tx = node.call("getTx", json!({ "hash": hash })).expect("getTx");
+    assert_eq!(tx["status"], "committed");
+    assert_eq!(tx["height"].as_u64(), Some(height));
+    let bal = node
+        .call("getBalance", json!({ "address": to }))
+        .expect("getBalance");
+    assert_eq!(bal["balance"].as_u64(), Some(5_000_000));
+    assert_eq!(bal["nonce"].as_u64(), Some(0));
+    let from = node
+        .call("getBalance", json!({ "address": address_of(&home) }))
+        .expect("getBalance");
+    assert_eq!(from["nonce"].as_u64(), Some(1));
+    let block = node
+        .call("getBlock", json!({ "height": height }))
+        .expect("getBlock");
+    assert_eq!(block["block"]["txs"].as_array().map(Vec::len), Some(1));
+    assert!(block["commit"]["signatures"]
+        .as_array()
+        .is_some_and(|s| s.len() == 1));
+
+    // A replay of the same tx is refused with a named reason.
+    let replay = cli(&[
+        "tx",
+        "transfer",
+        &to,
+        "5ait",
+        "--key",
+        path(&key),
+        "--rpc",
+        &node.rpc,
+        "--nonce",
+        "1",
+        "--wait",
+        "mempool",
+    ]);
+    assert!(!replay.status.success());
+    assert!(
+        stderr(&replay).contains("stale_nonce"),
+        "{}",
+        stderr(&replay)
+    );
+
+    // Metrics are the node's real counters.
+    let text = ureq_get(&format!("{}/metrics", node.rpc));
+    assert!(metric(&text, "blockchain_blocks_total") >= height as f64);
+    assert!(metric(&text, "blockchain_transactions_total") >= 1.0);
+    assert!(metric(&text, "blockchain_height") >= height as f64);
+    let scraped = ureq_get(&format!("http://127.0.0.1:{metrics_port}/metrics"));
+    assert!(metric(&scraped, "blockchain_blocks_total") >= height as f64);
+    assert!(scraped.contains("rpc_requests_total"));
+
+    // The WebSocket `newBlocks` stream pushes the next committed block.
+    let (mut ws, _) =
+        tokio_tungstenite::tungstenite::connect(format!("ws://127.0.0.1:{}/ws", node.rpc_port))
+            .expect("websocket");
+    if let tokio_tungstenite::tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+    }
+    let sub =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"topic": "newBlocks"}});
+    ws.send(sub.to_string().into()).expect("subscribe");
+    let mut pushed = None;
+    while pushed.is_none() {
+        let msg = ws.read().expect("a websocket message");
+        let v: Value = serde_json::from_str(msg.to_text().expect("text")).expect("json");
+        if v["method"] == "subscription" {
+            pushed = v["params"]["result"]["header"]["height"].as_u64();
+        }
+    }
+    assert!(pushed.is_some_and(|h| h > height));
+
+    // SIGTERM stops it cleanly.
+    let status = node.signal("-TERM");
+    assert!(status.success(), "exit {status:?}; log:\n{}", node.log());
+}
+
+fn ureq_get(url: &str) -> String {
+    let mut resp = ureq::get(url).call().expect("GET");
+    resp.body_mut().read_to_string().expect("body")
+}
+
+#[test]
+fn sigkill_under_load_loses_no_committed_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    Node::init(&home);
+    let mut node = Node::start(&home);
+    let key = home.join("validator_key");
+    let client = node.client();
+    let from_key = aitbc_node::client::load_signing_key(&key).expect("validator key");
+    let chain_id = "aitbc-dev";
+
+    // Queue transfers (wait: mempool) while blocks commit, then kill -9 in the middle.
+    let params = node
+        .call("estimateFee", json!({ "bytes": 400 }))
+        .expect("fee");
+    let fee = params["fee"].as_u64().expect("fee");
+    let to: aitbc_chain::Address = fresh_address(7).parse().expect("address");
+    for nonce in 1..=40u64 {
+        let tx = aitbc_chain::Tx::signed(
+            chain_id,
+            aitbc_chain::TxKind::Transfer { to, amount: 1 },
+            &from_key,
+            nonce,
+            fee,
+        );
+        client
+            .call("sendTx", json!({ "tx": tx, "wait": "mempool" }))
+            .expect("sendTx");
+        if nonce % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(120));
+        }
+    }
+    node.wait_for("height 5", |n| (n.height() >= 5).then_some(()));
+    let mut seen = Vec::new();
+    let head = node.height();
+    for h in 1..=head {
+        let b = node
+            .call("getBlock", json!({ "height": h }))
+            .expect("getBlock");
+        seen.push(b["hash"].as_str().expect("hash").to_string());
+    }
+    let status = node.signal("-KILL");
+    assert!(!status.success());
+
+    let node = Node::start_on(&home, node.p2p_port, node.rpc_port, &[]);
+    assert!(node.height() >= head, "head went back from {head}");
+    for (i, hash) in seen.iter().enumerate() {
+        let b = node
+            .call("getBlock", json!({ "height": i + 1 }))
+            .expect("getBlock");
+        assert_eq!(
+            b["hash"].as_str(),
+            Some(hash.as_str()),
+            "block {} changed",
+            i + 1
+        );
+    }
+    // It goes on committing after the restart.
+    node.wait_for("a block after the restart", |n| {
+        (n.height() > head + 2).then_some(())
+    });
+}
+
+fn pubkey_of(home: &Path) -> String {
+    let out = cli(&["keys", "show", "--home", path(home)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("validator pubkey:  "))
+        .expect("pubkey line")
+        .trim()
+        .to_string()
+}
+
+/// Four validators from one genesis, bootstrapping from the first: they commit, agree on every
+/// block, and one that is killed catches up by sync after a restart.
+#[test]
+fn four_validators_commit_agree_and_a_restarted_one_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let homes: Vec<PathBuf> = (0..4).map(|i| dir.path().join(format!("v{i}"))).collect();
+    for h in &homes {
+        Node::init(h);
+    }
+    // One genesis: node 0's, with every validator added, copied to all.
+    let genesis = homes[0].join("genesis.json");
+    for h in &homes[1..] {
+        let out = cli(&[
+            "genesis",
+            "add-validator",
+            "--genesis",
+            path(&genesis),
+            "--pubkey",
+            &pubkey_of(h),
+            "--stake",
+            "1000000000",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for h in &homes[1..] {
+        std::fs::copy(&genesis, h.join("genesis.json")).expect("copy genesis");
+    }
+    let first = Node::start(&homes[0]);
+    let status = first.call("status", json!({})).expect("status");
+    let peer_id = status["peer_id"].as_str().expect("peer id").to_string();
+    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", first.p2p_port);
+    let start =
+        |h: &Path| Node::start_on(h, free_port(), free_port(), &["--bootstrap-peers", &boot]);
+    let mut nodes = vec![first];
+    for h in &homes[1..] {
+        nodes.push(start(h));
+    }
+    for n in &nodes {
+        n.wait_for("height 5 on every node", |n| {
+            (n.height() >= 5).then_some(())
+        });
+    }
+    let hashes = |n: &Node, upto: u64| -> Vec<String> {
+        (1..=upto)
+            .map(|h| {
+                let b = n
+                    .call("getBlock", json!({ "height": h }))
+                    .expect("getBlock");
+                b["hash"].as_str().expect("hash").to_string()
+            })
+            .collect()
+    };
+    let reference = hashes(&nodes[0], 5);
+    for n in &nodes[1..] {
+        assert_eq!(hashes(n, 5), reference, "nodes disagree");
+    }
+
+    // Kill one; the other three (> 2/3 of the power) go on.
+    let mut victim = nodes.pop().expect("node 3");
+    victim.signal("-KILL");
+    let h0 = nodes[0].height();
+    nodes[0].wait_for("progress with 3 of 4", |n| {
+        (n.height() >= h0 + 5).then_some(())
+    });
+    let target = nodes[0].height();
+    let back = start(&homes[3]);
+    back.wait_for("the restarted node to catch up", |n| {
+        (n.height() >= target).then_some(())
+    });
+    assert_eq!(hashes(&back, target), hashes(&nodes[0], target));
+}
