@@ -29,8 +29,8 @@ use crate::codec;
 use crate::genesis::{Genesis, GenesisError};
 use crate::hash::Hash;
 use crate::state::commitment::{self, Bucket, BucketTree, CommitmentError, TreeUpdate};
-use crate::state::proof::StateProof;
 use crate::state::keys as state_keys;
+use crate::state::proof::StateProof;
 use crate::state::{StateChanges, StateError, StateReader};
 use crate::validator_set::ValidatorSet;
 use cache::BucketCache;
@@ -571,7 +571,9 @@ impl<K: KvStore> ChainStore<K> {
             let (k, v) = entry?;
             let h = key::parse_validators(&k)
                 .filter(|h| *h <= head)
-                .ok_or_else(|| corrupt(&k, format!("not a validator-set key at or below {head}")))?;
+                .ok_or_else(|| {
+                    corrupt(&k, format!("not a validator-set key at or below {head}"))
+                })?;
             let set: ValidatorSet =
                 codec::decode(v.as_ref(), v.as_ref().len()).map_err(|e| corrupt(&k, e))?;
             self.validator_sets.insert(h, Arc::new(set));
