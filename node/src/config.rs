@@ -11,6 +11,7 @@
 //! `aitbc-node init` keeps working wherever it is moved or mounted. Relative paths from the
 //! environment or flags are relative to the working directory, as a shell user expects.
 
+use aitbc_rpc::RpcConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::Read;
@@ -24,6 +25,16 @@ pub const DEFAULT_RPC_BIND: &str = "127.0.0.1:8080";
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// An admin token shorter than this is guessable over a network.
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// `rpc_max_body_bytes` bounds: the ones `RpcConfig::validate` enforces (it does not export
+/// them; a test keeps the two in step).
+pub const MIN_RPC_BODY_BYTES: usize = 64 << 10;
+pub const MAX_RPC_BODY_BYTES: usize = 64 << 20;
+/// Most `rpc_max_connections`, as `RpcConfig::validate` enforces: each connection costs a task
+/// and a file descriptor.
+pub const MAX_RPC_CONNECTIONS: usize = 65_536;
+/// Most `rpc_rate_per_ip` (requests per second): beyond this the limit is in effect off, and
+/// the derived burst (twice the rate) stays far from `u32::MAX`.
+pub const MAX_RPC_RATE_PER_IP: u32 = 1_000_000;
 
 /// Where a value came from; shown in every error.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,10 +86,14 @@ pub enum Key {
     LogLevel,
     LogFormat,
     AdminToken,
+    RpcMaxBodyBytes,
+    RpcMaxConnections,
+    RpcRatePerIp,
+    RpcCorsOrigins,
 }
 
 impl Key {
-    pub const ALL: [Key; 13] = [
+    pub const ALL: [Key; 17] = [
         Key::ChainId,
         Key::DbPath,
         Key::P2pBind,
@@ -92,6 +107,10 @@ impl Key {
         Key::LogLevel,
         Key::LogFormat,
         Key::AdminToken,
+        Key::RpcMaxBodyBytes,
+        Key::RpcMaxConnections,
+        Key::RpcRatePerIp,
+        Key::RpcCorsOrigins,
     ];
 
     /// The TOML key.
@@ -110,6 +129,10 @@ impl Key {
             Key::LogLevel => "log_level",
             Key::LogFormat => "log_format",
             Key::AdminToken => "admin_token",
+            Key::RpcMaxBodyBytes => "rpc_max_body_bytes",
+            Key::RpcMaxConnections => "rpc_max_connections",
+            Key::RpcRatePerIp => "rpc_rate_per_ip",
+            Key::RpcCorsOrigins => "rpc_cors_origins",
         }
     }
 
@@ -205,10 +228,23 @@ pub struct NodeConfig {
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub admin_token: Option<AdminToken>,
+    /// Largest RPC request body (HTTP) or message (WebSocket), in bytes.
+    pub rpc_max_body_bytes: usize,
+    /// RPC connections served at once; more wait in the accept queue.
+    pub rpc_max_connections: usize,
+    /// Sustained RPC requests per second per client IP; 0 = no limit. The node lets a client
+    /// burst to twice this (as `RpcConfig::default` does), so a low rate is not undone by a
+    /// large fixed burst.
+    pub rpc_rate_per_ip: u32,
+    /// Origins browsers may call the RPC from: empty = no CORS headers, `"*"` = any origin,
+    /// otherwise `http://` or `https://` origins (scheme, host, optional port; no path).
+    pub rpc_cors_origins: Vec<String>,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
+        // The RPC limits default to what the RPC server itself defaults to.
+        let rpc = RpcConfig::default();
         NodeConfig {
             chain_id: DEFAULT_CHAIN_ID.to_string(),
             db_path: PathBuf::from("data"),
@@ -223,6 +259,10 @@ impl Default for NodeConfig {
             log_level: LogLevel::Info,
             log_format: LogFormat::Human,
             admin_token: None,
+            rpc_max_body_bytes: rpc.max_body_bytes,
+            rpc_max_connections: rpc.max_connections,
+            rpc_rate_per_ip: rpc.rate_per_ip,
+            rpc_cors_origins: rpc.cors_origins,
         }
     }
 }
@@ -258,6 +298,14 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_max_body_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_max_connections: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_rate_per_ip: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_cors_origins: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -296,12 +344,16 @@ impl FileConfig {
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
             admin_token: self.admin_token.clone(),
+            rpc_max_body_bytes: self.rpc_max_body_bytes.map(|v| v.to_string()),
+            rpc_max_connections: self.rpc_max_connections.map(|v| v.to_string()),
+            rpc_rate_per_ip: self.rpc_rate_per_ip.map(|v| v.to_string()),
+            rpc_cors_origins: self.rpc_cors_origins.clone(),
         }
     }
 }
 
 /// One layer of raw, unchecked values (environment or flags): text as the user typed it.
-/// `bootstrap_peers` is already split into entries.
+/// The lists (`bootstrap_peers`, `rpc_cors_origins`) are already split into entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layer {
     pub chain_id: Option<String>,
@@ -317,9 +369,14 @@ pub struct Layer {
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub admin_token: Option<String>,
+    pub rpc_max_body_bytes: Option<String>,
+    pub rpc_max_connections: Option<String>,
+    pub rpc_rate_per_ip: Option<String>,
+    pub rpc_cors_origins: Option<Vec<String>>,
 }
 
-/// Splits a comma-separated peer list, dropping empty entries (a trailing comma is harmless).
+/// Splits a comma-separated list (peers, CORS origins), dropping empty entries (a trailing
+/// comma is harmless).
 pub fn split_peers(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
@@ -347,6 +404,10 @@ impl Layer {
             log_level: get(Key::LogLevel),
             log_format: get(Key::LogFormat),
             admin_token: get(Key::AdminToken),
+            rpc_max_body_bytes: get(Key::RpcMaxBodyBytes),
+            rpc_max_connections: get(Key::RpcMaxConnections),
+            rpc_rate_per_ip: get(Key::RpcRatePerIp),
+            rpc_cors_origins: get(Key::RpcCorsOrigins).map(|v| split_peers(&v)),
         }
     }
 }
@@ -428,6 +489,21 @@ impl NodeConfig {
         if let Some(v) = &layer.admin_token {
             self.admin_token = Some(at(Key::AdminToken).admin_token(v)?);
         }
+        if let Some(v) = &layer.rpc_max_body_bytes {
+            self.rpc_max_body_bytes = at(Key::RpcMaxBodyBytes).body_bytes(v)?;
+        }
+        if let Some(v) = &layer.rpc_max_connections {
+            self.rpc_max_connections = at(Key::RpcMaxConnections).connections(v)?;
+        }
+        if let Some(v) = &layer.rpc_rate_per_ip {
+            self.rpc_rate_per_ip = at(Key::RpcRatePerIp).rate(v)?;
+        }
+        if let Some(origins) = &layer.rpc_cors_origins {
+            self.rpc_cors_origins = origins
+                .iter()
+                .map(|o| at(Key::RpcCorsOrigins).cors_origin(o))
+                .collect::<Result<_, _>>()?;
+        }
         Ok(())
     }
 
@@ -448,6 +524,10 @@ impl NodeConfig {
             log_level: Some(self.log_level.as_str().to_string()),
             log_format: Some(self.log_format.as_str().to_string()),
             admin_token: self.admin_token.as_ref().map(|_| "<redacted>".to_string()),
+            rpc_max_body_bytes: i64::try_from(self.rpc_max_body_bytes).ok(),
+            rpc_max_connections: i64::try_from(self.rpc_max_connections).ok(),
+            rpc_rate_per_ip: Some(i64::from(self.rpc_rate_per_ip)),
+            rpc_cors_origins: Some(self.rpc_cors_origins.clone()),
         };
         toml::to_string(&file).unwrap_or_default()
     }
@@ -552,6 +632,58 @@ impl At<'_> {
         }
     }
 
+    fn body_bytes(&self, v: &str) -> Result<usize, ConfigError> {
+        match v.parse::<usize>() {
+            Ok(n) if (MIN_RPC_BODY_BYTES..=MAX_RPC_BODY_BYTES).contains(&n) => Ok(n),
+            _ => Err(self.err(
+                v,
+                format!(
+                    "is not a body size ({MIN_RPC_BODY_BYTES} to {MAX_RPC_BODY_BYTES} bytes, \
+                     i.e. 64 KiB to 64 MiB)"
+                ),
+            )),
+        }
+    }
+
+    fn connections(&self, v: &str) -> Result<usize, ConfigError> {
+        match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_RPC_CONNECTIONS).contains(&n) => Ok(n),
+            _ => Err(self.err(
+                v,
+                format!("is not a connection limit (1 to {MAX_RPC_CONNECTIONS})"),
+            )),
+        }
+    }
+
+    fn rate(&self, v: &str) -> Result<u32, ConfigError> {
+        match v.parse::<u32>() {
+            Ok(n) if n <= MAX_RPC_RATE_PER_IP => Ok(n),
+            _ => Err(self.err(
+                v,
+                format!(
+                    "is not a request rate (0 = off, up to {MAX_RPC_RATE_PER_IP} requests per \
+                     second)"
+                ),
+            )),
+        }
+    }
+
+    fn cors_origin(&self, v: &str) -> Result<String, ConfigError> {
+        if v == "*" {
+            return Ok(v.to_string());
+        }
+        match origin_problem(v) {
+            None => Ok(v.to_string()),
+            Some(why) => Err(self.err(
+                v,
+                format!(
+                    "is not \"*\" or a CORS origin like \"https://app.example.com\" or \
+                     \"http://localhost:3000\": {why}"
+                ),
+            )),
+        }
+    }
+
     fn log_level(&self, v: &str) -> Result<LogLevel, ConfigError> {
         Ok(match v {
             "trace" => LogLevel::Trace,
@@ -588,6 +720,66 @@ impl At<'_> {
                 ),
             })
         }
+    }
+}
+
+/// What keeps `s` from being an origin a browser sends (`Origin: scheme://host[:port]`), or
+/// `None`. The RPC matches origins byte for byte, so spellings a browser never sends (upper
+/// case, a default port, a trailing `/`) are refused here rather than never matching.
+fn origin_problem(s: &str) -> Option<&'static str> {
+    let (rest, default_port) = if let Some(rest) = s.strip_prefix("https://") {
+        (rest, "443")
+    } else if let Some(rest) = s.strip_prefix("http://") {
+        (rest, "80")
+    } else {
+        return Some("the scheme must be http:// or https:// (lower case)");
+    };
+    if rest.contains(['/', '?', '#']) {
+        return Some("an origin has no path, query or fragment (not even a trailing '/')");
+    }
+    if rest.contains('@') {
+        return Some("an origin has no user name or password");
+    }
+    let port = if let Some(bracketed) = rest.strip_prefix('[') {
+        let Some((ip, after)) = bracketed.split_once(']') else {
+            return Some("has an unclosed '[' around an IPv6 address");
+        };
+        if ip.parse::<Ipv6Addr>().is_err() || ip.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Some("has a bad IPv6 address (lower-case hex, as browsers send it)");
+        }
+        match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return Some("has text after the IPv6 address"),
+            },
+        }
+    } else {
+        let (host, port) = match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !host.split('.').all(label_ok) {
+            return Some(
+                "the host must be lower-case a-z, 0-9, '-' and '.' (as browsers send it; \
+                 punycode for international names)",
+            );
+        }
+        port
+    };
+    match port {
+        None => None,
+        Some(p) if p == default_port => {
+            Some("browsers leave out the scheme's default port, so it must be left out here")
+        }
+        // Only the plain decimal spelling a browser sends: no sign, no leading zeros.
+        Some(p) if p.parse::<u16>().is_ok_and(|n| n > 0 && n.to_string() == p) => None,
+        Some(_) => Some("has a bad port (1 to 65535)"),
     }
 }
 
@@ -790,6 +982,18 @@ mod tests {
             ("LOG_LEVEL", "loud", "is not a log level"),
             ("LOG_FORMAT", "xml", "is not a log format"),
             ("ADMIN_TOKEN", "short", "is not an admin token"),
+            ("RPC_MAX_BODY_BYTES", "65535", "is not a body size"),
+            ("RPC_MAX_BODY_BYTES", "2MiB", "is not a body size"),
+            ("RPC_MAX_CONNECTIONS", "0", "is not a connection limit"),
+            ("RPC_MAX_CONNECTIONS", "65537", "is not a connection limit"),
+            ("RPC_RATE_PER_IP", "-1", "is not a request rate"),
+            ("RPC_RATE_PER_IP", "1000001", "is not a request rate"),
+            (
+                "RPC_CORS_ORIGINS",
+                "example.com",
+                "must be http:// or https://",
+            ),
+            ("RPC_CORS_ORIGINS", "https://a.com/app", "no path"),
         ];
         for (var, value, problem) in cases {
             let msg = load_err(None, &env(&[(var, value)]), &Layer::default());
@@ -889,6 +1093,290 @@ mod tests {
         assert_eq!(back.metrics_port, Some(9090));
         assert_eq!(back.block_time_ms, Some(250));
         assert_eq!(back.bootstrap_peers, c.bootstrap_peers);
+
+        let c = NodeConfig {
+            rpc_max_body_bytes: MIN_RPC_BODY_BYTES,
+            rpc_max_connections: 7,
+            rpc_rate_per_ip: 0,
+            rpc_cors_origins: vec!["https://a.example".into(), "http://[::1]:3000".into()],
+            ..NodeConfig::default()
+        };
+        let file = write_file(dir.path(), &c.to_toml_redacted());
+        let back =
+            NodeConfig::load(Some(&file), &Layer::default(), &Layer::default()).expect("load");
+        assert_eq!(back.rpc_max_body_bytes, c.rpc_max_body_bytes);
+        assert_eq!(back.rpc_max_connections, c.rpc_max_connections);
+        assert_eq!(back.rpc_rate_per_ip, c.rpc_rate_per_ip);
+        assert_eq!(back.rpc_cors_origins, c.rpc_cors_origins);
+        // The defaults are shown too, so `config show` tells the whole story.
+        let shown = NodeConfig::default().to_toml_redacted();
+        for k in [
+            Key::RpcMaxBodyBytes,
+            Key::RpcMaxConnections,
+            Key::RpcRatePerIp,
+            Key::RpcCorsOrigins,
+        ] {
+            assert!(shown.contains(&format!("{} = ", k.file_name())), "{shown}");
+        }
+        assert!(shown.contains("rpc_cors_origins = []"), "{shown}");
+    }
+
+    #[test]
+    fn rpc_limits_default_to_and_stay_within_rpc_config() {
+        let rpc = RpcConfig::default();
+        let c = NodeConfig::default();
+        assert_eq!(c.rpc_max_body_bytes, rpc.max_body_bytes);
+        assert_eq!(c.rpc_max_connections, rpc.max_connections);
+        assert_eq!(c.rpc_rate_per_ip, rpc.rate_per_ip);
+        assert_eq!(c.rpc_cors_origins, rpc.cors_origins);
+        // run.rs derives the burst as twice the rate: that reproduces RpcConfig's default.
+        assert_eq!(rpc.rate_burst, rpc.rate_per_ip * 2);
+
+        // The node's bounds are RpcConfig::validate's (it does not export them).
+        let valid = |f: &dyn Fn(&mut RpcConfig)| {
+            let mut r = RpcConfig::default();
+            f(&mut r);
+            r.validate().is_ok()
+        };
+        assert!(valid(&|r| r.max_body_bytes = MIN_RPC_BODY_BYTES));
+        assert!(valid(&|r| r.max_body_bytes = MAX_RPC_BODY_BYTES));
+        assert!(!valid(&|r| r.max_body_bytes = MIN_RPC_BODY_BYTES - 1));
+        assert!(!valid(&|r| r.max_body_bytes = MAX_RPC_BODY_BYTES + 1));
+        assert!(valid(&|r| r.max_connections = MAX_RPC_CONNECTIONS));
+        assert!(!valid(&|r| r.max_connections = MAX_RPC_CONNECTIONS + 1));
+        for rate in [0, 1, MAX_RPC_RATE_PER_IP] {
+            assert!(valid(&|r| {
+                r.rate_per_ip = rate;
+                r.rate_burst = rate.saturating_mul(2);
+            }));
+        }
+    }
+
+    #[test]
+    fn rpc_keys_from_each_layer_and_precedence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write_file(
+            dir.path(),
+            "rpc_max_body_bytes = 100000
+rpc_max_connections = 10
+rpc_rate_per_ip = 5
+             rpc_cors_origins = [\"https://file.example\", \"*\"]
+",
+        );
+        let none = Layer::default();
+
+        // Each key from the file alone.
+        let c = NodeConfig::load(Some(&file), &none, &none).expect("load");
+        assert_eq!(c.rpc_max_body_bytes, 100_000);
+        assert_eq!(c.rpc_max_connections, 10);
+        assert_eq!(c.rpc_rate_per_ip, 5);
+        assert_eq!(c.rpc_cors_origins, ["https://file.example", "*"]);
+
+        // Each key from the environment alone (CORS comma-separated, like BOOTSTRAP_PEERS).
+        let e = env(&[
+            ("RPC_MAX_BODY_BYTES", "200000"),
+            ("RPC_MAX_CONNECTIONS", "20"),
+            ("RPC_RATE_PER_IP", "0"),
+            (
+                "RPC_CORS_ORIGINS",
+                "https://env.example, http://localhost:3000,",
+            ),
+        ]);
+        let c = NodeConfig::load(None, &e, &none).expect("load");
+        assert_eq!(c.rpc_max_body_bytes, 200_000);
+        assert_eq!(c.rpc_max_connections, 20);
+        assert_eq!(c.rpc_rate_per_ip, 0);
+        assert_eq!(
+            c.rpc_cors_origins,
+            ["https://env.example", "http://localhost:3000"]
+        );
+
+        // Each key from flags alone.
+        let flags = Layer {
+            rpc_max_body_bytes: Some("300000".into()),
+            rpc_max_connections: Some("30".into()),
+            rpc_rate_per_ip: Some("1000000".into()),
+            rpc_cors_origins: Some(vec!["*".into()]),
+            ..Layer::default()
+        };
+        let c = NodeConfig::load(None, &none, &flags).expect("load");
+        assert_eq!(c.rpc_max_body_bytes, 300_000);
+        assert_eq!(c.rpc_max_connections, 30);
+        assert_eq!(c.rpc_rate_per_ip, 1_000_000);
+        assert_eq!(c.rpc_cors_origins, ["*"]);
+
+        // Precedence: flag over env over file over default, key by key.
+        let partial_env = env(&[
+            ("RPC_MAX_CONNECTIONS", "20"),
+            ("RPC_RATE_PER_IP", "7"),
+            ("RPC_CORS_ORIGINS", "https://env.example"),
+        ]);
+        let partial_flags = Layer {
+            rpc_rate_per_ip: Some("9".into()),
+            ..Layer::default()
+        };
+        let c = NodeConfig::load(Some(&file), &partial_env, &partial_flags).expect("load");
+        assert_eq!(c.rpc_max_body_bytes, 100_000, "file over default");
+        assert_eq!(c.rpc_max_connections, 20, "env over file");
+        assert_eq!(c.rpc_cors_origins, ["https://env.example"], "env over file");
+        assert_eq!(c.rpc_rate_per_ip, 9, "flag over env over file");
+        let c = NodeConfig::load(None, &partial_env, &none).expect("load");
+        assert_eq!(
+            c.rpc_max_body_bytes,
+            RpcConfig::default().max_body_bytes,
+            "default"
+        );
+
+        // A blank variable is unset; an empty flag (split to no entries) clears the list.
+        let c =
+            NodeConfig::load(Some(&file), &env(&[("RPC_CORS_ORIGINS", "")]), &none).expect("load");
+        assert_eq!(c.rpc_cors_origins, ["https://file.example", "*"]);
+        let clear = Layer {
+            rpc_cors_origins: Some(split_peers("")),
+            ..Layer::default()
+        };
+        let c = NodeConfig::load(Some(&file), &none, &clear).expect("load");
+        assert!(c.rpc_cors_origins.is_empty());
+    }
+
+    #[test]
+    fn bad_rpc_values_name_key_and_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases: &[(Key, &str, &str, &str)] = &[
+            (Key::RpcMaxBodyBytes, "1024", "1024", "is not a body size"),
+            (
+                Key::RpcMaxBodyBytes,
+                "67108865",
+                "67108865",
+                "is not a body size",
+            ),
+            (
+                Key::RpcMaxConnections,
+                "0",
+                "0",
+                "is not a connection limit",
+            ),
+            (Key::RpcRatePerIp, "-5", "-5", "is not a request rate"),
+            (
+                Key::RpcCorsOrigins,
+                "https://a.com/",
+                "[\"https://a.com/\"]",
+                "no path",
+            ),
+        ];
+        for &(key, text, toml_value, problem) in cases {
+            // Environment.
+            let msg = load_err(None, &env(&[(&key.env_name(), text)]), &Layer::default());
+            let want = format!("{} (environment): {text:?} ", key.env_name());
+            assert!(msg.starts_with(&want) && msg.contains(problem), "{msg}");
+
+            // Flags.
+            let mut flags = Layer::default();
+            match key {
+                Key::RpcMaxBodyBytes => flags.rpc_max_body_bytes = Some(text.into()),
+                Key::RpcMaxConnections => flags.rpc_max_connections = Some(text.into()),
+                Key::RpcRatePerIp => flags.rpc_rate_per_ip = Some(text.into()),
+                Key::RpcCorsOrigins => flags.rpc_cors_origins = Some(split_peers(text)),
+                _ => unreachable!("not an rpc key"),
+            }
+            let msg = load_err(None, &Layer::default(), &flags);
+            let want = format!("{} (command line): {text:?} ", key.flag_name());
+            assert!(msg.starts_with(&want) && msg.contains(problem), "{msg}");
+
+            // File.
+            let file = write_file(
+                dir.path(),
+                &format!(
+                    "{} = {toml_value}
+",
+                    key.file_name()
+                ),
+            );
+            let msg = load_err(Some(&file), &Layer::default(), &Layer::default());
+            let want = format!(
+                "{} (config file {}): {text:?} ",
+                key.file_name(),
+                file.display()
+            );
+            assert!(msg.starts_with(&want) && msg.contains(problem), "{msg}");
+        }
+        assert_eq!(Key::RpcMaxBodyBytes.flag_name(), "--rpc-max-body-bytes");
+        assert_eq!(Key::RpcCorsOrigins.env_name(), "RPC_CORS_ORIGINS");
+
+        // A wrongly typed file value is caught by the parser, still naming the key and file.
+        let file = write_file(
+            dir.path(),
+            "rpc_cors_origins = \"https://a.com\"
+",
+        );
+        let msg = load_err(Some(&file), &Layer::default(), &Layer::default());
+        assert!(msg.contains("rpc_cors_origins"), "{msg}");
+        assert!(msg.contains(&file.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn cors_origins_as_browsers_send_them() {
+        let accepted = [
+            "*",
+            "https://app.example.com",
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "https://xn--bcher-kva.example",
+            "http://[::1]",
+            "http://[::1]:5173",
+            "https://a.com:8443",
+        ];
+        for origin in accepted {
+            let c = NodeConfig::load(
+                None,
+                &env(&[("RPC_CORS_ORIGINS", origin)]),
+                &Layer::default(),
+            )
+            .unwrap_or_else(|e| panic!("{origin}: {e}"));
+            assert_eq!(c.rpc_cors_origins, [origin]);
+            // Whatever the node accepts, the RPC server accepts too.
+            let rpc = RpcConfig {
+                cors_origins: c.rpc_cors_origins,
+                ..RpcConfig::default()
+            };
+            assert_eq!(rpc.validate(), Ok(()), "{origin}");
+        }
+        let rejected: &[(&str, &str)] = &[
+            ("ftp://a.com", "http:// or https://"),
+            ("HTTPS://a.com", "http:// or https://"),
+            ("//a.com", "http:// or https://"),
+            ("https://", "host"),
+            ("https://a.com/", "no path"),
+            ("https://a.com/x", "no path"),
+            ("https://a.com?q", "no path"),
+            ("https://a.com#f", "no path"),
+            ("https://user@a.com", "user name"),
+            ("https://A.com", "lower-case"),
+            ("https://a..com", "lower-case"),
+            ("https://a com", "lower-case"),
+            ("https://a.com:443", "default port"),
+            ("http://a.com:80", "default port"),
+            ("http://a.com:0", "bad port"),
+            ("http://a.com:65536", "bad port"),
+            ("http://a.com:080", "bad port"),
+            ("http://a.com:", "bad port"),
+            ("http://[::1", "unclosed"),
+            ("http://[::g]", "bad IPv6"),
+            ("http://[::1]x", "after the IPv6"),
+            ("**", "http:// or https://"),
+        ];
+        for (origin, problem) in rejected {
+            let msg = load_err(
+                None,
+                &env(&[("RPC_CORS_ORIGINS", origin)]),
+                &Layer::default(),
+            );
+            assert!(
+                msg.starts_with(&format!("RPC_CORS_ORIGINS (environment): {origin:?}")),
+                "{msg}"
+            );
+            assert!(msg.contains(problem), "{origin}: {msg}");
+        }
     }
 
     /// The shipped examples must list every key, so operators can discover them.

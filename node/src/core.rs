@@ -224,7 +224,22 @@ impl Core {
                 let head = self.shared.head_height();
                 let h = block.block.header.height;
                 let acceptance = if h <= head {
-                    Acceptance::Ignore
+                    // One we hold, with a valid certificate, is relayed on (followers further
+                    // away still need it); receivers would penalise us for a bad certificate.
+                    let store = self.shared.store();
+                    let hash = block.block.hash();
+                    let known = matches!(store.block_height_by_hash(&hash), Ok(Some(k)) if k == h);
+                    let certified = store.voting_set(h).is_some_and(|set| {
+                        block
+                            .commit
+                            .verify(&store.head().chain_id, h, &hash, &set)
+                            .is_ok()
+                    });
+                    if known && certified {
+                        Acceptance::Accept
+                    } else {
+                        Acceptance::Ignore
+                    }
                 } else if h > head + 1 {
                     // Ahead of us: sync fetches what is missing (and this block with it).
                     let _ = self.sync_wake.try_send(());

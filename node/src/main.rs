@@ -97,7 +97,7 @@ enum ConfigCommand {
         /// TOML config file; without it only defaults, environment and flags apply.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Boxed: thirteen optional strings would make every `Command` value large.
+        /// Boxed: seventeen optional strings would make every `Command` value large.
         #[command(flatten)]
         flags: Box<ConfigFlags>,
     },
@@ -136,6 +136,18 @@ struct ConfigFlags {
     log_format: Option<String>,
     #[arg(long)]
     admin_token: Option<String>,
+    /// Largest RPC request body or WebSocket message, in bytes (65536 to 67108864).
+    #[arg(long)]
+    rpc_max_body_bytes: Option<String>,
+    /// RPC connections served at once (1 to 65536).
+    #[arg(long)]
+    rpc_max_connections: Option<String>,
+    /// RPC requests per second per client IP; 0 = no limit. Bursts may reach twice this.
+    #[arg(long)]
+    rpc_rate_per_ip: Option<String>,
+    /// Comma-separated CORS origins (http:// or https://, no path), or * for any; empty = none.
+    #[arg(long)]
+    rpc_cors_origins: Option<String>,
 }
 
 impl ConfigFlags {
@@ -154,6 +166,10 @@ impl ConfigFlags {
             log_level: self.log_level,
             log_format: self.log_format,
             admin_token: self.admin_token,
+            rpc_max_body_bytes: self.rpc_max_body_bytes,
+            rpc_max_connections: self.rpc_max_connections,
+            rpc_rate_per_ip: self.rpc_rate_per_ip,
+            rpc_cors_origins: self.rpc_cors_origins.as_deref().map(split_peers),
         }
     }
 }

@@ -170,6 +170,13 @@ async fn run_async(config: NodeConfig) -> Result<()> {
     let rpc_config = RpcConfig {
         bind: config.rpc_bind,
         admin_token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
+        max_body_bytes: config.rpc_max_body_bytes,
+        max_connections: config.rpc_max_connections,
+        rate_per_ip: config.rpc_rate_per_ip,
+        // Not a config key: twice the rate, the ratio of `RpcConfig::default` (200/400), so
+        // a lowered rate is not undone by a fixed burst (see `NodeConfig::rpc_rate_per_ip`).
+        rate_burst: config.rpc_rate_per_ip.saturating_mul(2),
+        cors_origins: config.rpc_cors_origins.clone(),
         ..RpcConfig::default()
     };
     rpc_config.validate().context("rpc config")?;

@@ -39,6 +39,8 @@ pub async fn run(
     mut wake: mpsc::Receiver<()>,
 ) {
     let mut peers = Peers::default();
+    // Our head when a poll last found us exactly one block behind.
+    let mut one_behind_at: Option<u64> = None;
     loop {
         tokio::select! {
             w = wake.recv() => if w.is_none() { return },
@@ -52,8 +54,12 @@ pub async fn run(
         let head = shared.head_height();
         let lag = best.saturating_sub(head);
         // One block behind is the normal state between a peer's commit and ours: consensus
-        // or the block announcement closes it.
-        if lag > 1 {
+        // or the block announcement closes it. If it has not closed by the next poll (the
+        // announcement was lost), fetch it: a validator stuck one behind may be the vote the
+        // others wait for.
+        let stuck = lag == 1 && one_behind_at == Some(head);
+        one_behind_at = (lag == 1).then_some(head);
+        if lag > 1 || stuck {
             catch_up(&shared, &net, &core, &mut peers, best).await;
         }
         let lag = shared

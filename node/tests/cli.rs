@@ -165,3 +165,34 @@ fn config_show_precedence_and_errors() {
     );
     assert!(Path::new(&cfg).exists());
 }
+
+#[test]
+fn config_show_rpc_limits_from_env_and_flags() {
+    let out = ok(&run(node()
+        .args(["config", "show"])
+        .env("RPC_MAX_CONNECTIONS", "64")
+        .env("RPC_RATE_PER_IP", "50")
+        .env("RPC_CORS_ORIGINS", "https://env.example")
+        .args(["--rpc-max-body-bytes", "100000", "--rpc-rate-per-ip", "0"])
+        .args([
+            "--rpc-cors-origins",
+            "https://app.example.com,http://localhost:3000",
+        ])));
+    assert!(out.contains("rpc_max_body_bytes = 100000"), "{out}");
+    assert!(out.contains("rpc_max_connections = 64"), "{out}");
+    assert!(out.contains("rpc_rate_per_ip = 0"), "{out}");
+    assert!(
+        out.contains("rpc_cors_origins = [\"https://app.example.com\", \"http://localhost:3000\"]"),
+        "{out}"
+    );
+
+    let out = run(node()
+        .args(["config", "show"])
+        .args(["--rpc-cors-origins", "https://a.com/app"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--rpc-cors-origins (command line): \"https://a.com/app\""),
+        "{err}"
+    );
+}

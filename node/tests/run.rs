@@ -406,9 +406,33 @@ fn four_validators_commit_agree_and_a_restarted_one_catches_up() {
         assert_eq!(hashes(n, 5), reference, "nodes disagree");
     }
 
-    // Kill one; the other three (> 2/3 of the power) go on.
+    // Kill one mid-load; the other three (> 2/3 of the power) go on.
+    let key = aitbc_node::client::load_signing_key(&homes[0].join("validator_key")).expect("key");
+    let fee = nodes[0]
+        .call("estimateFee", json!({ "bytes": 400 }))
+        .expect("fee")["fee"]
+        .as_u64()
+        .expect("fee");
+    let to: aitbc_chain::Address = fresh_address(9).parse().expect("address");
+    let send = |n: &Node, nonce: u64| {
+        let tx = aitbc_chain::Tx::signed(
+            "aitbc-dev",
+            aitbc_chain::TxKind::Transfer { to, amount: 1 },
+            &key,
+            nonce,
+            fee,
+        );
+        n.call("sendTx", json!({ "tx": tx, "wait": "mempool" }))
+            .expect("sendTx");
+    };
+    for nonce in 1..=20 {
+        send(&nodes[nonce as usize % 4], nonce);
+    }
     let mut victim = nodes.pop().expect("node 3");
     victim.signal("-KILL");
+    for nonce in 21..=40 {
+        send(&nodes[nonce as usize % 3], nonce);
+    }
     let h0 = nodes[0].height();
     nodes[0].wait_for("progress with 3 of 4", |n| {
         (n.height() >= h0 + 5).then_some(())
@@ -419,4 +443,30 @@ fn four_validators_commit_agree_and_a_restarted_one_catches_up() {
         (n.height() >= target).then_some(())
     });
     assert_eq!(hashes(&back, target), hashes(&nodes[0], target));
+    nodes[0].wait_for("all 40 transfers", |n| {
+        let b = n
+            .call("getBalance", json!({ "address": to.to_string() }))
+            .ok()?;
+        (b["balance"].as_u64() == Some(40)).then_some(())
+    });
+
+    // The killed validator never signed anything conflicting: nobody submitted evidence
+    // against it, and its stake is whole.
+    let head = nodes[0].height();
+    for h in 1..=head {
+        let b = nodes[0]
+            .call("getBlock", json!({ "height": h }))
+            .expect("getBlock");
+        for tx in b["block"]["txs"].as_array().expect("txs") {
+            assert!(
+                tx["kind"].get("Evidence").is_none(),
+                "evidence at {h}: {tx}"
+            );
+        }
+    }
+    let stake = nodes[0]
+        .call("getBalance", json!({ "address": address_of(&homes[3]) }))
+        .expect("getBalance")["stake"]
+        .as_u64();
+    assert_eq!(stake, Some(1_000_000_000));
 }
