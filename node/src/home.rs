@@ -166,6 +166,48 @@ pub fn edit_genesis(path: &Path, edit: impl FnOnce(&mut Genesis)) -> Result<Gene
     Ok(checked)
 }
 
+/// Writes a new genesis at `path` (never replacing a file): default parameters, `validators`
+/// each staking `stake`, the first of them the only authority (the PoA half; more are added
+/// by `Authorize` txs), and a treasury address no key controls (derived from the chain id, so
+/// slashed stake and treasury mints stay out of anyone's reach until governance decides).
+pub fn new_genesis(
+    path: &Path,
+    chain_id: &str,
+    genesis_time: u64,
+    validators: &[PublicKey],
+    stake: Option<u64>,
+) -> Result<Genesis, HomeError> {
+    let params = aitbc_chain::Params::default();
+    let stake = stake.unwrap_or(params.min_stake);
+    let treasury = aitbc_chain::Hash::of(format!("aitbc treasury/{chain_id}").as_bytes());
+    let genesis = Genesis {
+        chain_id: chain_id.to_string(),
+        genesis_time,
+        validators: validators
+            .iter()
+            .enumerate()
+            .map(|(i, pubkey)| GenesisValidator {
+                pubkey: *pubkey,
+                stake,
+                name: format!("validator-{i}"),
+            })
+            .collect(),
+        authorities: validators.iter().take(1).map(Address::of).collect(),
+        coordinators: vec![],
+        faucet: None,
+        treasury: Address(treasury.0[..20].try_into().unwrap_or([0; 20])),
+        accounts: vec![],
+        params,
+    };
+    let json = genesis.to_json();
+    let checked = Genesis::from_json(json.as_bytes()).map_err(|source| HomeError::Genesis {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_new(path, json.as_bytes())?;
+    Ok(checked)
+}
+
 pub fn add_validator(
     path: &Path,
     pubkey: PublicKey,
@@ -192,6 +234,34 @@ mod tests {
     use super::*;
     use crate::config::{Layer, NodeConfig};
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn new_genesis_validates_and_never_overwrites() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("genesis.json");
+        let pks: Vec<PublicKey> = (1..=3u8)
+            .map(|i| SecretKey::from_seed([i; 32]).public())
+            .collect();
+        let g = new_genesis(&path, "net-1", 1_700_000_000_000, &pks, None).expect("new");
+        assert_eq!(read_genesis(&path).expect("read"), g);
+        assert_eq!(g.validators.len(), 3);
+        assert_eq!(g.validators[0].stake, g.params.min_stake);
+        assert_eq!(g.authorities, vec![Address::of(&pks[0])]);
+        assert!(
+            new_genesis(&path, "net-1", 0, &pks, None).is_err(),
+            "overwrote"
+        );
+        let other = dir.path().join("g2.json");
+        assert!(
+            new_genesis(&other, "net-1", 0, &[], None).is_err(),
+            "no validators"
+        );
+        assert!(
+            new_genesis(&other, "net-1", 0, &pks, Some(1)).is_err(),
+            "stake too low"
+        );
+        assert!(!other.exists(), "a rejected genesis left a file");
+    }
 
     #[test]
     fn init_makes_a_loadable_home() {

@@ -63,6 +63,24 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum GenesisCommand {
+    /// Write a new genesis file (refuses to replace one): default params, the given
+    /// validators, the first of them the only authority.
+    New {
+        /// File to create.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        chain_id: String,
+        /// Validator public key, 0x-prefixed hex (from `keys show`); repeat for each.
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// Stake of each validator in base units [default: params.min_stake].
+        #[arg(long)]
+        stake: Option<u64>,
+        /// Milliseconds since the Unix epoch [default: now].
+        #[arg(long)]
+        genesis_time: Option<u64>,
+    },
     /// Add a genesis validator.
     AddValidator {
         #[arg(long)]
@@ -202,6 +220,37 @@ fn main() -> Result<()> {
         Command::Tx(args) => aitbc_node::client::run_tx(args)?,
         Command::Query(args) => aitbc_node::client::run_query(args)?,
         Command::Keys(KeysCommand::Show { home }) => keys_show(&home)?,
+        Command::Genesis(GenesisCommand::New {
+            out,
+            chain_id,
+            validators,
+            stake,
+            genesis_time,
+        }) => {
+            let pks = validators
+                .iter()
+                .map(|v| {
+                    v.parse::<PublicKey>()
+                        .with_context(|| format!("--validator {v:?} is not a 0x-hex public key"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let time = match genesis_time {
+                Some(t) => t,
+                None => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("the system clock is before 1970")?
+                    .as_millis()
+                    .try_into()
+                    .context("the system clock is out of range")?,
+            };
+            let g = home::new_genesis(&out, &chain_id, time, &pks, stake)?;
+            println!(
+                "wrote {} ({} validators); genesis hash {}",
+                out.display(),
+                g.validators.len(),
+                g.hash()
+            );
+        }
         Command::Genesis(GenesisCommand::AddValidator {
             genesis,
             pubkey,
