@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_CHAIN_ID: &str = "aitbc-dev";
 pub const DEFAULT_P2P_BIND: &str = "/ip4/0.0.0.0/tcp/7070";
 pub const DEFAULT_RPC_BIND: &str = "127.0.0.1:8080";
+/// Longest block time a config may ask for: one hour.
+const MAX_BLOCK_TIME_MS: u64 = 3_600_000;
 /// Config files larger than this are refused before parsing; a real one is a few hundred bytes.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// An admin token shorter than this is guessable over a network.
@@ -619,9 +621,15 @@ impl At<'_> {
     }
 
     fn block_time(&self, v: &str) -> Result<u64, ConfigError> {
+        // 0 is allowed: the next height starts as soon as the last one commits (SPEC §9
+        // measures empty blocks per second at block_time_ms = 0). The cap keeps a typo from
+        // stalling the chain for days.
         match v.parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(ms),
-            _ => Err(self.err(v, "is not a block time (a positive number of milliseconds)")),
+            Ok(ms) if ms <= MAX_BLOCK_TIME_MS => Ok(ms),
+            _ => Err(self.err(
+                v,
+                "is not a block time (milliseconds, 0 to 3600000; 0 = as soon as possible)",
+            )),
         }
     }
 
@@ -976,7 +984,7 @@ mod tests {
             ("VALIDATOR_KEY", " ", "is not a path"),
             ("NODE_KEY", " ", "is not a path"),
             ("GENESIS", " ", "is not a path"),
-            ("BLOCK_TIME", "0", "is not a block time"),
+            ("BLOCK_TIME", "3600001", "is not a block time"),
             ("BLOCK_TIME", "1s", "is not a block time"),
             ("METRICS_PORT", "70000", "is not a port"),
             ("LOG_LEVEL", "loud", "is not a log level"),

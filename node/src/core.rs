@@ -31,7 +31,7 @@ use aitbc_chain::{Address, Hash, SecretKey};
 use aitbc_p2p::{Acceptance, CertifiedBlock, Handle, MessageId, PeerId, Topic};
 use aitbc_rpc::{ConsensusEvent, HeaderInfo, NodeEvent};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +56,13 @@ pub enum CoreInput {
         reply: tokio::sync::oneshot::Sender<Result<usize, String>>,
     },
     Shutdown,
+}
+
+/// Whether a committed block is announced on the block topic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    Yes,
+    No,
 }
 
 /// Why the core stopped other than by a shutdown request: the node must exit.
@@ -153,11 +160,19 @@ impl Core {
         self.process(first, &mut pending)?;
         self.drain(&mut pending)?;
         loop {
-            let input = match self.timers.first_key_value() {
-                None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some((&(at, _), _)) => {
-                    let wait = at.saturating_duration_since(Instant::now());
-                    inputs.recv_timeout(wait)
+            let input = if !pending.is_empty() {
+                // Work is queued: look at the inputs without waiting.
+                inputs.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                match self.timers.first_key_value() {
+                    None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some((&(at, _), _)) => {
+                        let wait = at.saturating_duration_since(Instant::now());
+                        inputs.recv_timeout(wait)
+                    }
                 }
             };
             match input {
@@ -185,10 +200,17 @@ impl Core {
         Ok(())
     }
 
-    /// Feeds queued inputs (answers to the engine's own requests) until none is left.
+    /// Feeds queued inputs (answers to the engine's own requests) until none is left or a
+    /// height is committed. Stopping at each commit lets the loop read its inputs between
+    /// heights: a lone validator at `block_time_ms = 0` would otherwise build, decide and
+    /// commit forever inside this loop and never see a shutdown or a peer's message.
     fn drain(&mut self, pending: &mut VecDeque<Input>) -> Result<(), CoreError> {
         while let Some(input) = pending.pop_front() {
+            let committed = matches!(input, Input::Committed { .. });
             self.step(input, pending)?;
+            if committed {
+                break;
+            }
         }
         self.publish_state();
         Ok(())
@@ -357,7 +379,15 @@ impl Core {
                         }
                     };
                     if let Some(v) = validated {
-                        self.commit(&block, &certificate, v, pending)?;
+                        // Its proposer announces it: every validator's copy would be a
+                        // duplicate (often byte-identical), and a follower that misses the
+                        // announcement (the proposer crashed) gets it by sync.
+                        let announce = if self.is_me(&block.header.proposer) {
+                            Announce::Yes
+                        } else {
+                            Announce::No
+                        };
+                        self.commit(&block, &certificate, v, announce, pending)?;
                     }
                 }
                 Output::Evidence(a, b) => self.submit_evidence(a, b),
@@ -373,6 +403,10 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    fn is_me(&self, address: &Address) -> bool {
+        self.shared.validator.as_ref() == Some(address)
     }
 
     fn publish(&self, topic: Topic, data: Vec<u8>) {
@@ -498,7 +532,9 @@ impl Core {
                 Err(e) => return Err(CoreError::Other(e.to_string())),
             }
         };
-        self.commit(block, &cb.commit, validated, pending)?;
+        // It came from the network: gossip relays it (or sync peers serve it); a second
+        // copy under our name would only be a duplicate.
+        self.commit(block, &cb.commit, validated, Announce::No, pending)?;
         Ok(Ok(()))
     }
 
@@ -509,6 +545,7 @@ impl Core {
         block: &Block,
         cert: &CommitCertificate,
         validated: Validated,
+        announce: Announce,
         pending: &mut VecDeque<Input>,
     ) -> Result<(), CoreError> {
         let height = block.header.height;
@@ -582,11 +619,13 @@ impl Core {
             header: block.header.clone(),
             tx_count: block.txs.len() as u32,
         }));
-        let announced = CertifiedBlock {
-            block: block.clone(),
-            commit: cert.clone(),
-        };
-        self.publish(Topic::Block, aitbc_chain::codec::encode(&announced));
+        if announce == Announce::Yes {
+            let announced = CertifiedBlock {
+                block: block.clone(),
+                commit: cert.clone(),
+            };
+            self.publish(Topic::Block, aitbc_chain::codec::encode(&announced));
+        }
         self.validated.clear();
         self.seen_at.clear();
         pending.push_back(Input::Committed { height, next_set });
