@@ -358,37 +358,47 @@ impl Core {
                     });
                 }
                 Output::Decide { block, certificate } => {
-                    let validated = match self.validated.remove(&block.hash()) {
-                        Some(v) => Some(v),
+                    let height = block.header.height;
+                    let hash = block.hash();
+                    if height <= self.shared.head_height() {
+                        // Sync stored this height first; the engine hears `Committed` next.
+                        // A different block there would mean two certified blocks at one
+                        // height: stop rather than go on from a fork.
+                        let stored = self.shared.store().block_height_by_hash(&hash)?;
+                        if stored != Some(height) {
+                            return Err(CoreError::Other(format!(
+                                "decided block {hash} at height {height} differs from the \
+                                 stored one"
+                            )));
+                        }
+                        continue;
+                    }
+                    let v = match self.validated.remove(&hash) {
+                        Some(v) => v,
                         None => {
                             let store = self.shared.store();
                             let mempool = self.shared.mempool();
-                            match validate_block(&store, &block, |t| mempool.is_verified(t)) {
-                                Ok(v) => Some(v),
-                                Err(e) => {
+                            validate_block(&store, &block, |t| mempool.is_verified(t)).map_err(
+                                |e| {
                                     // A quorum decided a block this node finds invalid: its
                                     // state differs from theirs. Committing would fork it.
-                                    return Err(CoreError::Other(format!(
-                                        "decided block {} at height {} does not validate here: \
-                                         {e}; the store may be corrupt, resync it",
-                                        block.hash(),
-                                        block.header.height
-                                    )));
-                                }
-                            }
+                                    CoreError::Other(format!(
+                                        "decided block {hash} at height {height} does not \
+                                         validate here: {e}; the store may be corrupt, resync it"
+                                    ))
+                                },
+                            )?
                         }
                     };
-                    if let Some(v) = validated {
-                        // Its proposer announces it: every validator's copy would be a
-                        // duplicate (often byte-identical), and a follower that misses the
-                        // announcement (the proposer crashed) gets it by sync.
-                        let announce = if self.is_me(&block.header.proposer) {
-                            Announce::Yes
-                        } else {
-                            Announce::No
-                        };
-                        self.commit(&block, &certificate, v, announce, pending)?;
-                    }
+                    // Its proposer announces it: every validator's copy would be a duplicate
+                    // (often byte-identical), and a follower that misses the announcement
+                    // (the proposer crashed) gets it by sync.
+                    let announce = if self.is_me(&block.header.proposer) {
+                        Announce::Yes
+                    } else {
+                        Announce::No
+                    };
+                    self.commit(&block, &certificate, v, announce, pending)?;
                 }
                 Output::Evidence(a, b) => self.submit_evidence(a, b),
                 Output::SyncNeeded { height } => {
