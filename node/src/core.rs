@@ -452,6 +452,19 @@ impl Core {
         };
         match build_proposal(&store, proposer, view, now_ms(), last_commit, candidates) {
             Ok(p) => {
+                if !p.rejected.is_empty() {
+                    // Txs that no longer apply (their receipt was claimed meanwhile, funds
+                    // ran short) would otherwise sit in the pool holding up their senders.
+                    let dropped: Vec<Hash> = p.rejected.iter().map(|(h, _)| *h).collect();
+                    tracing::debug!(
+                        component = "mempool",
+                        event = "dropped",
+                        txs = dropped.len()
+                    );
+                    if let Err(e) = self.shared.mempool().remove_committed(&dropped, &*store) {
+                        tracing::warn!(component = "mempool", event = "prune_failed", "{e}");
+                    }
+                }
                 drop(store);
                 tracing::debug!(
                     component = "consensus",

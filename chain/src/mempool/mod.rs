@@ -103,6 +103,10 @@ pub enum MempoolError {
     ReplacementUnderpriced { fee: u64, pending_fee: u64 },
     #[error("mempool is full and the tx does not outbid the lowest-fee evictable tx")]
     MempoolFull,
+    #[error("receipt {0} was already claimed")]
+    DuplicateReceipt(Hash),
+    #[error("client payment {0} already backs another receipt")]
+    PaymentUsed(Hash),
     #[error("cannot read the sender's account: {0}")]
     State(String),
 }
@@ -120,6 +124,8 @@ impl MempoolError {
             MempoolError::Duplicate => "duplicate",
             MempoolError::ReplacementUnderpriced { .. } => "replacement_underpriced",
             MempoolError::MempoolFull => "mempool_full",
+            MempoolError::DuplicateReceipt(_) => "duplicate_receipt",
+            MempoolError::PaymentUsed(_) => "payment_used",
             MempoolError::State(_) => "state_unavailable",
         }
     }
@@ -184,6 +190,26 @@ impl Tail {
 struct Plan {
     replaces: Option<Hash>,
     evict: Vec<Tail>,
+}
+
+/// A receipt claim whose receipt or payment committed state already shows used can never be
+/// included: refuse it at the door, or it would sit in the pool (and hold up its sender's later
+/// nonces) until a proposer's build drops it. Claims racing each other in the pool are left to
+/// block building, which includes only the first.
+fn check_claim(tx: &HashedTx, state: &(impl StateReader + ?Sized)) -> Result<(), MempoolError> {
+    let crate::tx::TxKind::ReceiptClaim { receipt } = &tx.tx.kind else {
+        return Ok(());
+    };
+    let c = &receipt.core;
+    if state.get(&state::keys::receipt(&c.receipt_id))?.is_some() {
+        return Err(MempoolError::DuplicateReceipt(c.receipt_id));
+    }
+    let payment: Option<crate::execution::Payment> =
+        state::read(state, &state::keys::payment(&c.client_payment_tx))?;
+    if payment.is_some_and(|p| p.used_by.is_some()) {
+        return Err(MempoolError::PaymentUsed(c.client_payment_tx));
+    }
+    Ok(())
 }
 
 /// A signature to check, with the part of the tx it belongs to for error reports.
@@ -354,6 +380,7 @@ impl Mempool {
         self.check_stateless(&tx, params)?;
         let sender = tx.tx.sender();
         let account = state::account(state, &sender)?;
+        check_claim(&tx, state)?;
         self.prune_stale(&sender, account.nonce);
         let plan = self.plan(&sender, &account, &tx)?;
         let mut checks = Vec::with_capacity(1);
@@ -400,6 +427,7 @@ impl Mempool {
                     }
                 };
                 self.check_account(tx, &account)?;
+                check_claim(tx, state)?;
                 let start = checks.len();
                 self.collect_sigs(tx, &mut checks)?;
                 Ok((sender, start..checks.len()))

@@ -1066,3 +1066,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn claims_of_used_receipts_or_payments_are_refused_at_admission() {
+    let mut s = funded(1..=3, 10_000_000);
+    let claim = receipt_claim(1, |_| {});
+    let TxKind::ReceiptClaim { receipt } = &claim.tx.kind else {
+        unreachable!("receipt_claim builds a claim")
+    };
+    let core = receipt.core.clone();
+    // Unused payment on record: admitted.
+    let payment = crate::execution::Payment {
+        client: core.client,
+        coordinator: core.coordinator,
+        amount: core.price,
+        used_by: None,
+    };
+    s.0.insert(
+        keys::payment(&core.client_payment_tx),
+        crate::codec::encode(&payment),
+    );
+    assert_eq!(reason(admit(&mut pool(), &s, &claim)), "ok");
+    // The payment already backs another receipt.
+    let used = crate::execution::Payment {
+        used_by: Some(Hash::of(b"other receipt")),
+        ..payment
+    };
+    s.0.insert(
+        keys::payment(&core.client_payment_tx),
+        crate::codec::encode(&used),
+    );
+    assert_eq!(reason(admit(&mut pool(), &s, &claim)), "payment_used");
+    let batch = pool().admit_batch(vec![claim.clone()], &s, &params());
+    assert!(matches!(batch[0], Err(MempoolError::PaymentUsed(_))));
+    // The receipt itself was claimed.
+    s.0.insert(keys::receipt(&core.receipt_id), vec![1]);
+    assert_eq!(reason(admit(&mut pool(), &s, &claim)), "duplicate_receipt");
+    let batch = pool().admit_batch(vec![claim], &s, &params());
+    assert!(matches!(batch[0], Err(MempoolError::DuplicateReceipt(_))));
+}
