@@ -22,8 +22,11 @@
 //! tests and the later `demo`/`bench` commands reuse.
 
 pub mod accounts;
+pub mod bench;
+pub mod demo;
 pub mod down;
 pub mod logs;
+pub mod mocks;
 pub mod process;
 pub mod record;
 pub mod status;

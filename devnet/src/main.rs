@@ -69,6 +69,51 @@ enum Command {
         #[arg(long, default_value = "./devnet")]
         dir: PathBuf,
     },
+    /// Run the compute-receipt flow of SPEC §4 on the running devnet: a client pays jobs to the
+    /// coordinator, the miner computes and claims the receipts, plus one transfer; prints
+    /// balances and supply before and after, explains the supply change, and shows a replayed
+    /// claim refused. Fails if any observed change differs from the expectation.
+    Demo {
+        #[arg(long, default_value = "./devnet")]
+        dir: PathBuf,
+        /// Jobs to pay for, compute and claim.
+        #[arg(long, default_value_t = aitbc_devnet::demo::DEFAULT_JOBS,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(aitbc_devnet::demo::MAX_JOBS)))]
+        jobs: u32,
+        /// Node whose JSON-RPC the demo uses: 0 for node0.
+        #[arg(long, default_value_t = 0)]
+        rpc_node: usize,
+        /// Devnet account that plays the client [default: the last funded account].
+        #[arg(long)]
+        client: Option<u32>,
+    },
+    /// Load the running devnet with pre-signed transfers for --duration seconds and print the
+    /// SPEC §9 figures (committed tx/s, submit→commit latency, block interval, view changes,
+    /// CPU and memory per validator) as a table, and as JSON with --json.
+    Bench {
+        #[arg(long, default_value = "./devnet")]
+        dir: PathBuf,
+        /// Seconds of the measured window.
+        #[arg(long, default_value_t = aitbc_devnet::bench::DEFAULT_DURATION_S,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        duration: u64,
+        /// Target transfers per second; 0 = as fast as the chain takes them.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        rate: u64,
+        /// Sending accounts, account0 onwards [default: every funded account].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        accounts: Option<u32>,
+        /// HTTP connections (sender threads), spread over the validators [default: 2 per validator].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        connections: Option<u16>,
+        /// Transactions per JSON-RPC batch (the node's default limit is 100).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+        batch: u16,
+        /// Also write the figures as JSON to PATH; `-` prints the JSON on stdout and the table on
+        /// stderr.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
     /// Print a node's log (its stderr).
     Logs {
         /// Node number: 0 or node0.
@@ -126,6 +171,40 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status { dir, watch } => status::run(&dir, watch, &mut stdout.lock())?,
         Command::Down { dir, clean } => println!("{}", down::down(&dir, clean)?),
         Command::Reset { dir } => println!("{}", down::reset(&dir)?),
+        Command::Demo {
+            dir,
+            jobs,
+            rpc_node,
+            client,
+        } => {
+            let opts = aitbc_devnet::demo::DemoOptions {
+                dir,
+                jobs,
+                rpc_node,
+                client,
+            };
+            aitbc_devnet::demo::run(&opts, &mut stdout.lock())?;
+        }
+        Command::Bench {
+            dir,
+            duration,
+            rate,
+            accounts,
+            connections,
+            batch,
+            json,
+        } => {
+            let opts = aitbc_devnet::bench::BenchOptions {
+                dir,
+                duration: Duration::from_secs(duration),
+                rate,
+                accounts,
+                connections: connections.map(usize::from),
+                batch: usize::from(batch),
+                json,
+            };
+            aitbc_devnet::bench::main(&opts, &mut stdout.lock())?;
+        }
         Command::Logs { node, dir, follow } => logs::run(&dir, &node, follow, &mut stdout.lock())?,
     }
     std::io::stdout().flush()?;

@@ -328,6 +328,8 @@ fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) ->
         dir.join(accounts::ACCOUNTS_DIR).display()
     );
     let funded = accounts::write_accounts(dir, account_count)?;
+    // The devnet cast (SPEC §4): the coordinator registered and funded, the miner funded.
+    crate::mocks::write_key_files(dir)?;
     let faucet: aitbc_chain::Address = validators[0]
         .1
         .parse()
@@ -356,6 +358,7 @@ fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) ->
                 balance: ACCOUNT_BALANCE,
             }));
         g.faucet = Some(faucet);
+        crate::mocks::add_to_genesis(g);
     })
     .context("editing the devnet genesis")?;
     let json =

@@ -1,158 +1,27 @@
 //! End-to-end: the `aitbc-devnet` binary driving real `aitbc-node` processes on 127.0.0.1, as a
 //! developer would, checked only through its output, `devnet.json` and the nodes' JSON-RPC.
 //!
-//! The node binary is found where `up` finds it by default: next to `aitbc-devnet` in
-//! `target/<profile>/`. Cargo sets `CARGO_BIN_EXE_*` only for this package's own binaries and
-//! does not build other packages' binaries for `-p aitbc-devnet`; `cargo nextest run
-//! --workspace` (what CI runs) and `cargo build --workspace` do build it. Running only this
-//! package's tests needs `cargo build -p aitbc-node` first; the tests say so if it is missing.
-//!
-//! Every test holds its devnet in a [`Net`] whose `Drop` runs `down` and then SIGKILLs any
-//! recorded node still alive, so a failing assertion never leaves processes behind.
+//! The harness (the node binary next to `aitbc-devnet`, the [`Net`](common::Net) guard whose
+//! `Drop` stops every node) is in `tests/common/mod.rs`.
+
+// Not every harness item is used here (e.g. `Net::client`, used by `demo.rs`).
+#[allow(dead_code)]
+mod common;
 
 use aitbc_devnet::process::is_node_process;
 use aitbc_devnet::record::Devnet;
 use aitbc_node::client::rpc::RpcClient;
+use common::{balance, devnet, height, node_bin, text, try_height, Net};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-const DEVNET: &str = env!("CARGO_BIN_EXE_aitbc-devnet");
-
-/// The `aitbc-node` next to `aitbc-devnet`, or a panic that says how to build it.
-fn node_bin() -> PathBuf {
-    let bin = Path::new(DEVNET)
-        .parent()
-        .expect("the devnet binary has a folder")
-        .join("aitbc-node");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build -p aitbc-node` first (`cargo nextest run --workspace` \
-         builds it)",
-        bin.display()
-    );
-    bin
-}
-
-fn devnet(args: &[&str]) -> Output {
-    Command::new(DEVNET)
-        .args(args)
-        .output()
-        .expect("run aitbc-devnet")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A devnet folder inside a temp dir; dropping it stops whatever runs there.
-struct Net {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Net {
-    fn new() -> Net {
-        node_bin();
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = std::fs::canonicalize(tmp.path())
-            .expect("canonical temp dir")
-            .join("net");
-        Net { _tmp: tmp, dir }
-    }
-
-    fn dir(&self) -> &str {
-        self.dir.to_str().expect("utf-8 temp path")
-    }
-
-    /// Runs `aitbc-devnet <cmd> --dir <dir> <extra>`.
-    fn run(&self, cmd: &str, extra: &[&str]) -> Output {
-        let mut args = vec![cmd, "--dir", self.dir()];
-        args.extend_from_slice(extra);
-        devnet(&args)
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, cmd: &str, extra: &[&str]) -> String {
-        let out = self.run(cmd, extra);
-        assert!(
-            out.status.success(),
-            "`aitbc-devnet {cmd} {extra:?}` failed:\n{}\n{}",
-            text(&out.stderr),
-            self.logs()
-        );
-        text(&out.stdout)
-    }
-
-    fn record(&self) -> Devnet {
-        Devnet::load(&self.dir)
-            .expect("devnet.json readable")
-            .expect("devnet.json present")
-    }
-
-    fn clients(&self) -> Vec<RpcClient> {
-        self.record()
-            .nodes
-            .iter()
-            .map(|n| RpcClient::new(&n.rpc_url()).expect("rpc url"))
-            .collect()
-    }
-
-    /// Every node's log, for failure messages.
-    fn logs(&self) -> String {
-        let Ok(Some(d)) = Devnet::load(&self.dir) else {
-            return String::new();
-        };
-        (0..d.nodes.len())
-            .map(|i| {
-                let path = Devnet::home(&self.dir, i).join("node.log");
-                let log = std::fs::read_to_string(&path).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- node{i} ---\n{}\n", tail.join("\n"))
-            })
-            .collect()
-    }
-
-    /// `(pid, home)` of every recorded node process.
-    fn recorded_pids(&self) -> Vec<(u32, PathBuf)> {
-        let Ok(Some(d)) = Devnet::load(&self.dir) else {
-            return Vec::new();
-        };
-        d.nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((n.pid?, Devnet::home(&self.dir, i))))
-            .collect()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let pids = self.recorded_pids();
-        if pids.is_empty() {
-            return;
-        }
-        let _ = self.run("down", &[]);
-        for (pid, home) in pids {
-            if is_node_process(pid, &home) {
-                let _ = aitbc_devnet::process::send_signal(pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-fn height(c: &RpcClient) -> Option<u64> {
-    c.call("status", json!({})).ok()?["head_height"].as_u64()
-}
 
 fn wait_all_at(net: &Net, clients: &[RpcClient], target: u64) {
     let start = Instant::now();
     while !clients
         .iter()
-        .all(|c| height(c).is_some_and(|h| h >= target))
+        .all(|c| try_height(c).is_some_and(|h| h >= target))
     {
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -168,13 +37,6 @@ fn block_hash(c: &RpcClient, h: u64) -> String {
         .call("getBlock", json!({ "height": h }))
         .expect("getBlock");
     b["hash"].as_str().expect("hash").to_string()
-}
-
-fn balance(c: &RpcClient, address: &str) -> u64 {
-    let b = c
-        .call("getBalance", json!({ "address": address }))
-        .expect("getBalance");
-    b["balance"].as_u64().expect("balance")
 }
 
 /// The main path of issue #6: `up -n 4` makes four validators that converge, `status` shows
@@ -285,7 +147,7 @@ fn stopped_devnet_restarts_with_its_chain_and_reset_starts_over() {
     let before = net.record();
     let clients = net.clients();
     wait_all_at(&net, &clients, 3);
-    let height_before = height(&clients[0]).expect("height");
+    let height_before = height(&clients[0]);
     let first = block_hash(&clients[0], 1);
     let third = block_hash(&clients[1], 3);
 
@@ -295,7 +157,7 @@ fn stopped_devnet_restarts_with_its_chain_and_reset_starts_over() {
     let status = net.ok("status", &[]);
     assert!(status.contains("0 of 2 nodes running"), "{status}");
     assert!(
-        height(&clients[0]).is_none(),
+        try_height(&clients[0]).is_none(),
         "a stopped node still answers"
     );
     let head = height_before;
