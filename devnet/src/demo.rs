@@ -17,7 +17,7 @@
 //! account (the relayer of the replay the one before it), because `bench` takes its senders from
 //! account0 onwards: a `bench --accounts N` below the devnet's count leaves both alone.
 
-use crate::mocks::{self, Coordinator, Miner, TxLookup, LAST_JOB_ID};
+use crate::mocks::{self, Coordinator, Miner, LAST_JOB_ID};
 use crate::record::Devnet;
 use crate::table::thousands;
 use aitbc_chain::genesis::Genesis;
@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Jobs the demo runs unless `--jobs` says otherwise.
 pub const DEFAULT_JOBS: u32 = 3;
@@ -43,11 +43,6 @@ pub const MAX_JOBS: u32 = 100;
 pub const TRANSFER_AMOUNT: u64 = 1_500_000;
 /// Per-call timeout of the reads (balances, supply, getTx).
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Blocks a replayed claim that the mempool admitted is watched for: enough for every
-/// validator of a small devnet to have proposed at least once (proposers rotate per height),
-/// so "never included" means every proposer refused it.
-const MIN_REPLAY_WATCH_BLOCKS: u64 = 3;
-const MAX_REPLAY_WATCH_BLOCKS: u64 = 10;
 /// Inputs of the demo's jobs (cycled): different sizes, so the quotes and mints differ.
 const PROMPTS: [&str; 4] = [
     "embed: aitbc",
@@ -116,13 +111,11 @@ pub struct ClaimedJob {
     pub mint: Mint,
 }
 
-/// How the relayed replay (the same receipt in a new tx) was refused.
+/// How the relayed replay (the same receipt in a new tx) was refused at admission.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReplayRefusal {
-    /// The node refused it at admission with this named reason.
-    Rejected { reason: String, message: String },
-    /// The node admitted it to its mempool, and no proposer included it in `blocks` blocks.
-    NeverIncluded { blocks: u64 },
+pub struct ReplayRefusal {
+    pub reason: String,
+    pub message: String,
 }
 
 /// The outcome of the demo, for callers that want more than the printout.
@@ -184,7 +177,6 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport> {
     let chain = Chain::connect(&node.rpc_url(), opts.rpc_node, &devnet)?;
     Demo {
         chain,
-        devnet: &devnet,
         client_index,
         relayer_index,
         jobs: opts.jobs,
@@ -204,7 +196,6 @@ struct Chain {
 #[derive(Deserialize)]
 struct StatusAnswer {
     chain_id: String,
-    head_height: u64,
 }
 
 #[derive(Deserialize)]
@@ -260,10 +251,6 @@ impl Chain {
             chain_id: status.chain_id,
             genesis,
         })
-    }
-
-    fn head_height(&self) -> Result<u64> {
-        Ok(call::<StatusAnswer>(&self.read, "status", json!({}))?.head_height)
     }
 
     fn account(&self, address: &Address) -> Result<BalanceAnswer> {
@@ -347,7 +334,6 @@ struct Snapshot {
 
 struct Demo<'a> {
     chain: Chain,
-    devnet: &'a Devnet,
     client_index: u32,
     relayer_index: u32,
     jobs: u32,
@@ -696,97 +682,20 @@ impl Demo<'_> {
                      {message}",
                     self.relayer_index
                 ));
-                ReplayRefusal::Rejected { reason, message }
+                ReplayRefusal { reason, message }
             }
             Err(e) => return Err(e).context("submitting the relayed replay"),
-            Ok(_) => self.watch_replay(first, &relayed, relayed_hash, &relayer_key, problems)?,
-        };
-        Ok((exact_reason, refusal))
-    }
-
-    /// The node admitted the relayed replay to its mempool (admission checks signatures,
-    /// nonce, fee and funds, not receipt ids): watch that no proposer includes it, then replace
-    /// it with a cheap self-transfer at the same nonce, so it does not sit in the pool blocking
-    /// the relayer's later transactions.
-    fn watch_replay(
-        &mut self,
-        first: &ClaimedJob,
-        relayed: &Tx,
-        hash: Hash,
-        relayer_key: &SecretKey,
-        problems: &mut Vec<String>,
-    ) -> Result<ReplayRefusal> {
-        let blocks = (self.devnet.nodes.len() as u64 + 1)
-            .clamp(MIN_REPLAY_WATCH_BLOCKS, MAX_REPLAY_WATCH_BLOCKS);
-        let start = self.chain.head_height()?;
-        let per_block = self
-            .devnet
-            .block_time_ms
-            .saturating_add(self.chain.genesis.params.view_timeout_ms);
-        let deadline = Instant::now()
-            + Duration::from_secs(30)
-            + Duration::from_millis(per_block.saturating_mul(blocks));
-        let mut committed_at = None;
-        loop {
-            if let Some(found) = self.chain.read.lookup_tx(&hash).map_err(|e| anyhow!(e))? {
-                if found.committed {
-                    committed_at = found.height;
-                    break;
+            Ok(answer) => {
+                problems.push(format!(
+                    "the same receipt in a new tx {relayed_hash} was admitted: {answer}"
+                ));
+                ReplayRefusal {
+                    reason: String::new(),
+                    message: String::new(),
                 }
             }
-            if self.chain.head_height()? >= start.saturating_add(blocks) {
-                break;
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the chain did not commit {blocks} blocks after height {start} in time, \
-                     while watching the replayed claim {hash}"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if let Some(h) = committed_at {
-            problems.push(format!(
-                "the replayed claim {hash} of receipt {} was COMMITTED at height {h}: a double \
-                 mint",
-                first.receipt.core.receipt_id
-            ));
-            return Ok(ReplayRefusal::NeverIncluded { blocks: 0 });
-        }
-        self.say(format!(
-            "  the same receipt in a new tx {hash} from account{}: the node admitted it to its \
-             mempool without a reason (admission does not look up receipt ids), and no proposer \
-             included it in {blocks} blocks (heights {} to {}): executing it fails with \
-             duplicate_receipt, since receipt {} was claimed at height {}",
-            self.relayer_index,
-            start + 1,
-            start + blocks,
-            first.receipt.core.receipt_id,
-            first.claim.height
-        ));
-        let relayer = Address::of(&relayer_key.public());
-        let displace = self.chain.sign(
-            relayer_key,
-            TxKind::Transfer {
-                to: relayer,
-                amount: 1,
-            },
-            Some(relayed.nonce),
-            relayed.fee.saturating_add(1),
-        )?;
-        match self.chain.send_committed(displace) {
-            Ok(sent) => self.say(format!(
-                "  replaced it in the mempool by a 1-unit self-transfer at the same nonce, \
-                 committed at height {}",
-                sent.height
-            )),
-            Err(e) => self.say(format!(
-                "  warning: could not replace it in the mempool ({e:#}); it stays pending and \
-                 blocks account{}'s later transactions",
-                self.relayer_index
-            )),
-        }
-        Ok(ReplayRefusal::NeverIncluded { blocks })
+        };
+        Ok((exact_reason, refusal))
     }
 }
 
