@@ -225,7 +225,10 @@ pub struct Mempool {
     chain_id: String,
     config: MempoolConfig,
     senders: BTreeMap<Address, Queue>,
-    index: HashMap<Hash, (Address, u64)>,
+    /// tx hash → (sender, nonce, arrival order).
+    index: HashMap<Hash, (Address, u64, u64)>,
+    /// Arrival order of the next admitted tx.
+    next_arrival: u64,
     tails: BTreeSet<Tail>,
     bytes: usize,
     keys: KeyCache,
@@ -290,6 +293,7 @@ impl Mempool {
             config,
             senders: BTreeMap::new(),
             index: HashMap::new(),
+            next_arrival: 0,
             tails: BTreeSet::new(),
             bytes: 0,
             keys,
@@ -324,7 +328,7 @@ impl Mempool {
     }
 
     pub fn get(&self, hash: &Hash) -> Option<&HashedTx> {
-        let (sender, nonce) = self.index.get(hash)?;
+        let (sender, nonce, _) = self.index.get(hash)?;
         self.senders.get(sender)?.txs.get(nonce)
     }
 
@@ -460,7 +464,8 @@ impl Mempool {
             .collect()
     }
 
-    /// Picks txs for a block: highest fee first (ties by lower hash), each sender's txs in
+    /// Picks txs for a block: highest fee first (ties by earlier arrival, so equal payers are
+    /// served in turn rather than by the luck of their hashes), each sender's txs in
     /// nonce order with no gap from `account.nonce + 1`, each sender's cumulative `max_spend`
     /// within its balance, within `max_txs` and `max_bytes`.
     ///
@@ -476,12 +481,14 @@ impl Mempool {
         #[derive(PartialEq, Eq, PartialOrd, Ord)]
         struct Ready {
             fee: u64,
+            arrival: Reverse<u64>,
             hash: Reverse<Hash>,
             sender: Address,
             nonce: u64,
         }
         let ready = |sender: Address, tx: &HashedTx| Ready {
             fee: tx.tx.fee,
+            arrival: Reverse(self.index.get(&tx.hash).map_or(u64::MAX, |(_, _, a)| *a)),
             hash: Reverse(tx.hash),
             sender,
             nonce: tx.tx.nonce,
@@ -559,7 +566,7 @@ impl Mempool {
     ) -> Result<(), StateError> {
         let mut affected = BTreeSet::new();
         for hash in included {
-            if let Some((sender, nonce)) = self.index.get(hash).copied() {
+            if let Some((sender, nonce, _)) = self.index.get(hash).copied() {
                 self.remove(&sender, nonce);
                 affected.insert(sender);
             }
@@ -838,7 +845,9 @@ impl Mempool {
         if let Some((_, tail)) = q.txs.last_key_value() {
             self.tails.remove(&Tail::of(sender, tail));
         }
-        self.index.insert(tx.hash, (sender, tx.tx.nonce));
+        self.index
+            .insert(tx.hash, (sender, tx.tx.nonce, self.next_arrival));
+        self.next_arrival += 1;
         self.bytes += tx.len;
         q.reserved += u128::from(tx.tx.max_spend());
         q.txs.insert(tx.tx.nonce, tx);
@@ -882,7 +891,10 @@ impl Mempool {
             for (nonce, tx) in &q.txs {
                 assert_eq!(tx.tx.nonce, *nonce);
                 assert_eq!(tx.tx.sender(), *sender);
-                assert_eq!(self.index.get(&tx.hash), Some(&(*sender, *nonce)));
+                assert_eq!(
+                    self.index.get(&tx.hash).map(|(s, n, _)| (*s, *n)),
+                    Some((*sender, *nonce))
+                );
                 reserved += u128::from(tx.tx.max_spend());
                 bytes += tx.len;
                 count += 1;

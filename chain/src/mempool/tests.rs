@@ -499,19 +499,6 @@ fn select_orders_by_fee_and_keeps_nonce_order() {
 }
 
 #[test]
-fn select_breaks_fee_ties_by_hash() {
-    let s = funded(1..=6, 1_000_000);
-    let mut p = pool();
-    let txs: Vec<HashedTx> = (1..=6).map(|i| transfer(i, 1, FEE)).collect();
-    for tx in &txs {
-        admit(&mut p, &s, tx).expect("admitted");
-    }
-    let mut expected = hashes(&txs);
-    expected.sort();
-    assert_eq!(hashes(&p.select(&s, 100, usize::MAX)), expected);
-}
-
-#[test]
 fn select_respects_bytes_and_skips_a_sender_that_does_not_fit() {
     let s = funded(1..=3, 10_000_000);
     let mut p = pool();
@@ -1104,4 +1091,24 @@ fn claims_of_used_receipts_or_payments_are_refused_at_admission() {
     assert_eq!(reason(admit(&mut pool(), &s, &claim)), "duplicate_receipt");
     let batch = pool().admit_batch(vec![claim], &s, &params());
     assert!(matches!(batch[0], Err(MempoolError::DuplicateReceipt(_))));
+}
+
+#[test]
+fn equal_fees_are_served_in_arrival_order() {
+    let s = funded(1..=3, 1_000_000);
+    let txs = [
+        transfer(1, 1, FEE),
+        transfer(2, 1, FEE),
+        transfer(3, 1, FEE),
+    ];
+    // Whatever the hashes, the first to arrive goes first, in both arrival orders.
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+        let mut p = pool();
+        for &i in &order {
+            assert_eq!(reason(admit(&mut p, &s, &txs[i])), "ok");
+        }
+        let picked = p.select(&s, 3, usize::MAX);
+        let expected: Vec<Hash> = order.iter().map(|&i| txs[i].hash).collect();
+        assert_eq!(hashes(&picked), expected);
+    }
 }
