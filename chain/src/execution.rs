@@ -324,10 +324,7 @@ impl<R: StateReader> Executor<R> {
                 got: t.chain_id.clone(),
             });
         }
-        let min = self
-            .params
-            .base_fee
-            .saturating_add(self.params.fee_per_byte.saturating_mul(tx.len as u64));
+        let min = self.params.min_fee(tx.len as u64);
         if t.fee < min {
             return Err(TxError::FeeTooLow { min, got: t.fee });
         }

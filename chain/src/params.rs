@@ -79,7 +79,18 @@ pub enum ParamError {
 /// Smallest block that still holds a header, a certificate of a full validator set and a tx.
 const MIN_BLOCK_BYTES: u64 = 64 * 1024;
 
+/// The fee floor of SPEC §3, `base_fee + fee_per_byte × encoded length`: the one place the
+/// rule is written (admission, execution, wallets and the RPC's estimate all use it).
+pub fn fee_floor(base_fee: u64, fee_per_byte: u64, len: u64) -> u64 {
+    base_fee.saturating_add(fee_per_byte.saturating_mul(len))
+}
+
 impl Params {
+    /// The least fee a tx of `len` encoded bytes must carry under these parameters.
+    pub fn min_fee(&self, len: u64) -> u64 {
+        fee_floor(self.base_fee, self.fee_per_byte, len)
+    }
+
     pub const NAMES: [&'static str; 16] = [
         "block_time_ms",
         "view_timeout_ms",

@@ -146,7 +146,7 @@ impl Tx {
 
     /// The least fee this tx must carry under the given fee schedule.
     pub fn min_fee(&self, base_fee: u64, fee_per_byte: u64) -> u64 {
-        base_fee.saturating_add(fee_per_byte.saturating_mul(self.encoded_len() as u64))
+        crate::params::fee_floor(base_fee, fee_per_byte, self.encoded_len() as u64)
     }
 }
 

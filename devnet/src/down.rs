@@ -96,25 +96,9 @@ pub fn reset(dir: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{NodeRecord, FORMAT_VERSION};
 
     fn record() -> Devnet {
-        Devnet {
-            version: FORMAT_VERSION,
-            chain_id: "aitbc-devnet".into(),
-            genesis_hash: "0x00".into(),
-            block_time_ms: 1000,
-            accounts: 0,
-            nodes: (0..2)
-                .map(|i| NodeRecord {
-                    validator: crate::accounts::account_address(i).to_string(),
-                    p2p_port: 1000 + i as u16,
-                    rpc_port: 2000 + i as u16,
-                    peer_id: None,
-                    pid: None,
-                })
-                .collect(),
-        }
+        crate::record::test_record(2)
     }
 
     #[test]

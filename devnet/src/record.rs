@@ -204,6 +204,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A record of `nodes` stopped nodes (ports 1000+i and 2000+i, no peer ids) for tests.
+#[cfg(test)]
+pub(crate) fn test_record(nodes: u32) -> Devnet {
+    Devnet {
+        version: FORMAT_VERSION,
+        chain_id: "aitbc-devnet".into(),
+        genesis_hash: "0x00".into(),
+        block_time_ms: 1000,
+        accounts: 0,
+        nodes: (0..nodes)
+            .map(|i| NodeRecord {
+                validator: crate::accounts::account_address(i).to_string(),
+                p2p_port: 1000 + i as u16,
+                rpc_port: 2000 + i as u16,
+                peer_id: None,
+                pid: None,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,26 +196,10 @@ pub fn run(dir: &Path, watch: bool, out: &mut dyn std::io::Write) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{NodeRecord, FORMAT_VERSION};
 
     #[test]
     fn renders_running_stopped_and_unanswering_nodes() {
-        let devnet = Devnet {
-            version: FORMAT_VERSION,
-            chain_id: "aitbc-devnet".into(),
-            genesis_hash: "0x00".into(),
-            block_time_ms: 1000,
-            accounts: 0,
-            nodes: (0..3)
-                .map(|i| NodeRecord {
-                    validator: crate::accounts::account_address(i).to_string(),
-                    p2p_port: 1000 + i as u16,
-                    rpc_port: 2000 + i as u16,
-                    peer_id: None,
-                    pid: None,
-                })
-                .collect(),
-        };
+        let devnet = crate::record::test_record(3);
         let base = NodeView {
             index: 0,
             pid: Some(100),

@@ -701,22 +701,14 @@ mod tests {
 
     fn record(pid: Option<u32>) -> Devnet {
         let ports = free_ports(4).expect("ports");
-        Devnet {
-            version: FORMAT_VERSION,
-            chain_id: "aitbc-devnet".into(),
-            genesis_hash: "0x00".into(),
-            block_time_ms: 1000,
-            accounts: 3,
-            nodes: (0..2)
-                .map(|i| NodeRecord {
-                    validator: accounts::account_address(i).to_string(),
-                    p2p_port: ports[2 * i as usize],
-                    rpc_port: ports[2 * i as usize + 1],
-                    peer_id: None,
-                    pid,
-                })
-                .collect(),
+        let mut d = crate::record::test_record(2);
+        d.accounts = 3;
+        for (i, n) in d.nodes.iter_mut().enumerate() {
+            n.p2p_port = ports[2 * i];
+            n.rpc_port = ports[2 * i + 1];
+            n.pid = pid;
         }
+        d
     }
 
     #[test]

@@ -14,7 +14,7 @@ use aitbc_rpc::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// How long `wait: commit` waits before it gives up (the tx stays in the mempool).
 const COMMIT_WAIT: Duration = Duration::from_secs(60);
@@ -22,23 +22,15 @@ const COMMIT_WAIT: Duration = Duration::from_secs(60);
 pub struct Api {
     shared: Arc<Shared>,
     net: Handle,
-    /// Admitted txs for the gossip batcher.
-    outbox: mpsc::Sender<Tx>,
     /// Signs admin transactions (faucet transfers, parameter updates); the validator key.
     admin_key: Option<SecretKey>,
 }
 
 impl Api {
-    pub fn new(
-        shared: Arc<Shared>,
-        net: Handle,
-        outbox: mpsc::Sender<Tx>,
-        admin_key: Option<SecretKey>,
-    ) -> Api {
+    pub fn new(shared: Arc<Shared>, net: Handle, admin_key: Option<SecretKey>) -> Api {
         Api {
             shared,
             net,
-            outbox,
             admin_key,
         }
     }
@@ -48,7 +40,7 @@ impl Api {
     }
 
     async fn admit(&self, tx: HashedTx) -> ApiResult<()> {
-        admit(self.shared.clone(), self.outbox.clone(), tx).await
+        admit(self.shared.clone(), tx).await
     }
 
     /// Signs `kind` with the admin key and admits it.
@@ -68,23 +60,7 @@ impl Api {
         let key = self.admin_key.as_ref().ok_or_else(|| {
             ApiError::unavailable("no_admin_key", "this node has no key to sign admin txs")
         })?;
-        let sender = Address::of(&key.public());
-        let chain_id = &self.shared.genesis.chain_id;
-        let nonce = {
-            let store = self.shared.store();
-            self.shared
-                .mempool()
-                .pending_nonce(&*store, &sender)
-                .map_err(Self::internal)?
-        };
-        let params = self.shared.params();
-        let unsigned = Tx::signed(chain_id, kind.clone(), key, nonce, 0);
-        let fee = params.base_fee.saturating_add(
-            params
-                .fee_per_byte
-                .saturating_mul(unsigned.encoded_len() as u64),
-        );
-        Ok(HashedTx::new(Tx::signed(chain_id, kind, key, nonce, fee)))
+        self.shared.sign_own(key, kind).map_err(Self::internal)
     }
 
     fn read<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> ApiResult<Option<T>> {
@@ -98,7 +74,7 @@ impl NodeApi for Api {
         let hash = tx.hash;
         match wait {
             Wait::None => {
-                tokio::spawn(admit(self.shared.clone(), self.outbox.clone(), tx));
+                tokio::spawn(admit(self.shared.clone(), tx));
                 Ok(TxSubmitted {
                     hash,
                     status: TxStatus::Submitted,
@@ -243,9 +219,7 @@ impl NodeApi for Api {
     fn estimate_fee(&self, bytes: u64) -> ApiResult<FeeEstimate> {
         let p = self.shared.params();
         Ok(FeeEstimate {
-            fee: p
-                .base_fee
-                .saturating_add(p.fee_per_byte.saturating_mul(bytes)),
+            fee: p.min_fee(bytes),
             bytes,
             base_fee: p.base_fee,
             fee_per_byte: p.fee_per_byte,
@@ -392,33 +366,10 @@ impl NodeApi for Api {
     }
 }
 
-/// Admits `tx` on a blocking thread (signature checks are CPU work); on success queues it for
-/// gossip and tells subscribers.
-async fn admit(shared: Arc<Shared>, outbox: mpsc::Sender<Tx>, tx: HashedTx) -> ApiResult<()> {
-    let gossip = tx.tx.clone();
-    let hash = tx.hash;
-    let pool = shared.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let store = pool.store();
-        let params = pool.params();
-        let mut mempool = pool.mempool();
-        let r = mempool.admit(tx, &*store, &params);
-        pool.metrics
-            .set_mempool(mempool.len(), mempool.bytes() as u64);
-        r
-    })
-    .await
-    .map_err(Api::internal)?;
-    match result {
-        Ok(_) => {
-            shared.emit(NodeEvent::NewTransaction { hash });
-            // A full outbox only delays gossip: the tx is in our pool and in our blocks.
-            let _ = outbox.try_send(gossip);
-            Ok(())
-        }
-        Err(e) => {
-            shared.metrics.mempool_rejected(e.reason());
-            Err(ApiError::rejected(e.reason(), e.to_string()))
-        }
-    }
+/// Admits `tx` on a blocking thread (signature checks are CPU work).
+async fn admit(shared: Arc<Shared>, tx: HashedTx) -> ApiResult<()> {
+    tokio::task::spawn_blocking(move || shared.admit(tx))
+        .await
+        .map_err(Api::internal)?
+        .map_err(|e| ApiError::rejected(e.reason(), e.to_string()))
 }

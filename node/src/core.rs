@@ -17,20 +17,21 @@
 //!   that send invalid consensus messages lose score and are banned.
 
 use crate::metrics::{Direction, GossipTopic};
-use crate::shared::{load_params, Shared};
+use crate::shared::{load_params, Shared, Store};
 use aitbc_chain::block::{Block, CommitCertificate};
 use aitbc_chain::consensus::wal::Wal;
 use aitbc_chain::consensus::{
     Config as EngineConfig, Engine, Input, Message, Output, Record, Timeout, Verdict,
 };
+use aitbc_chain::crypto::Signature;
 use aitbc_chain::execution::offence_hash;
-use aitbc_chain::tx::{HashedTx, Tx, TxKind};
-use aitbc_chain::validation::{build_proposal, validate_block, Validated};
+use aitbc_chain::tx::TxKind;
+use aitbc_chain::validation::{build_proposal, validate_block, InvalidBlock, Validated};
 use aitbc_chain::vote::SignedVote;
 use aitbc_chain::{Address, Hash, SecretKey};
 use aitbc_p2p::{Acceptance, CertifiedBlock, Handle, MessageId, PeerId, Topic};
 use aitbc_rpc::{ConsensusEvent, HeaderInfo, NodeEvent};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +57,14 @@ pub enum CoreInput {
         reply: tokio::sync::oneshot::Sender<Result<usize, String>>,
     },
     Shutdown,
+}
+
+/// Encodes exactly as [`CertifiedBlock`] (same fields, same order) without copying the block
+/// to announce it.
+#[derive(serde::Serialize)]
+struct CertifiedBlockRef<'a> {
+    block: &'a Block,
+    commit: &'a CommitCertificate,
 }
 
 /// Whether a committed block is announced on the block topic.
@@ -375,20 +384,16 @@ impl Core {
                     }
                     let v = match self.validated.remove(&hash) {
                         Some(v) => v,
-                        None => {
-                            let store = self.shared.store();
-                            let mempool = self.shared.mempool();
-                            validate_block(&store, &block, |t| mempool.is_verified(t)).map_err(
-                                |e| {
-                                    // A quorum decided a block this node finds invalid: its
-                                    // state differs from theirs. Committing would fork it.
-                                    CoreError::Other(format!(
-                                        "decided block {hash} at height {height} does not \
+                        None => self
+                            .validate_on_head(&self.shared.store(), &block)
+                            .map_err(|e| {
+                                // A quorum decided a block this node finds invalid: its
+                                // state differs from theirs. Committing would fork it.
+                                CoreError::Other(format!(
+                                    "decided block {hash} at height {height} does not \
                                          validate here: {e}; the store may be corrupt, resync it"
-                                    ))
-                                },
-                            )?
-                        }
+                                ))
+                            })?,
                     };
                     // Its proposer announces it: every validator's copy would be a duplicate
                     // (often byte-identical), and a follower that misses the announcement
@@ -490,16 +495,29 @@ impl Core {
         }
     }
 
+    /// Validates `block` on the head of `store`, skipping the signature checks of txs this
+    /// node's mempool already verified. The pool is locked only to pick those out, not while
+    /// the block executes, so RPC and gossip admission go on meanwhile.
+    fn validate_on_head(&self, store: &Store, block: &Block) -> Result<Validated, InvalidBlock> {
+        // (hash, signature) names the whole tx: the hash covers every other field.
+        let verified: HashSet<(Hash, Signature)> = {
+            let mempool = self.shared.mempool();
+            block
+                .txs
+                .iter()
+                .filter(|t| mempool.is_verified(t))
+                .map(|t| (t.hash, t.tx.sig))
+                .collect()
+        };
+        validate_block(store, block, |t| verified.contains(&(t.hash, t.tx.sig)))
+    }
+
     fn validate(&mut self, block: &Block) -> bool {
         let hash = block.hash();
         if self.validated.contains_key(&hash) {
             return true;
         }
-        let result = {
-            let store = self.shared.store();
-            let mempool = self.shared.mempool();
-            validate_block(&store, block, |t| mempool.is_verified(t))
-        };
+        let result = self.validate_on_head(&self.shared.store(), block);
         match result {
             Ok(v) => {
                 self.validated.insert(hash, v);
@@ -548,8 +566,7 @@ impl Core {
             {
                 return Ok(Err(format!("certificate: {e}")));
             }
-            let mempool = self.shared.mempool();
-            match validate_block(&store, block, |t| mempool.is_verified(t)) {
+            match self.validate_on_head(&store, block) {
                 Ok(v) => v,
                 Err(e) if e.is_invalid() => return Ok(Err(e.to_string())),
                 Err(e) => return Err(CoreError::Other(e.to_string())),
@@ -573,10 +590,13 @@ impl Core {
     ) -> Result<(), CoreError> {
         let height = block.header.height;
         let started = Instant::now();
-        let next_set = validated.outcome.next_validators.clone();
+        let Validated {
+            outcome, prepared, ..
+        } = validated;
+        let next_set = outcome.next_validators;
         self.shared
             .store_mut()
-            .commit_block(block, cert, validated.prepared)?;
+            .commit_block(block, cert, prepared)?;
         let now = Instant::now();
         self.shared.metrics.store_commit(now - started);
         // The height is durable: its consensus messages are no longer needed to stay safe.
@@ -643,9 +663,9 @@ impl Core {
             tx_count: block.txs.len() as u32,
         }));
         if announce == Announce::Yes {
-            let announced = CertifiedBlock {
-                block: block.clone(),
-                commit: cert.clone(),
+            let announced = CertifiedBlockRef {
+                block,
+                commit: cert,
             };
             self.publish(Topic::Block, aitbc_chain::codec::encode(&announced));
         }
@@ -681,27 +701,16 @@ impl Core {
         };
         let offender = a.vote.validator;
         let offence = offence_hash(&a);
-        let store = self.shared.store();
-        let params = self.shared.params();
-        let mut mempool = self.shared.mempool();
-        let sender = Address::of(&key.public());
-        let nonce = match mempool.pending_nonce(&*store, &sender) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(component = "consensus", event = "evidence", "{e}");
-                return;
-            }
-        };
         let kind = TxKind::Evidence {
             vote_a: Box::new(a),
             vote_b: Box::new(b),
         };
-        let chain_id = &self.shared.genesis.chain_id;
-        let unsigned = Tx::signed(chain_id, kind.clone(), key, nonce, 0);
-        let fee = params.base_fee + params.fee_per_byte * unsigned.encoded_len() as u64;
-        let tx = HashedTx::new(Tx::signed(chain_id, kind, key, nonce, fee));
-        match mempool.admit(tx, &*store, &params) {
-            Ok(_) => {
+        let result = match self.shared.sign_own(key, kind) {
+            Ok(tx) => self.shared.admit(tx).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
                 tracing::warn!(component = "consensus", event = "evidence", %offender, %offence, "double vote: evidence submitted")
             }
             Err(e) => {
@@ -752,5 +761,37 @@ pub fn gossip_topic(topic: Topic) -> GossipTopic {
         Topic::Tx => GossipTopic::Tx,
         Topic::Consensus => GossipTopic::Consensus,
         Topic::Block => GossipTopic::Block,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aitbc_chain::genesis::Genesis;
+
+    #[test]
+    fn a_borrowed_announcement_encodes_as_a_certified_block() {
+        let key = SecretKey::from_seed([1; 32]);
+        let g = Genesis::dev("ait-core", &[&key], &[]);
+        let block = Block {
+            header: g.header(Hash::of(b"root")),
+            txs: vec![],
+            last_commit: None,
+        };
+        let commit = CommitCertificate {
+            height: 0,
+            view: 0,
+            block_hash: block.hash(),
+            signatures: vec![],
+        };
+        let bytes = aitbc_chain::codec::encode(&CertifiedBlockRef {
+            block: &block,
+            commit: &commit,
+        });
+        let owned = CertifiedBlock { block, commit };
+        assert_eq!(bytes, aitbc_chain::codec::encode(&owned));
+        let decoded: CertifiedBlock =
+            aitbc_chain::codec::decode(&bytes, bytes.len()).expect("decodes");
+        assert_eq!(decoded, owned);
     }
 }

@@ -13,7 +13,6 @@ use crate::shared::Shared;
 use crate::{home, keys, net, sync};
 use aitbc_chain::consensus::wal::Wal;
 use aitbc_chain::consensus::{Message, Record};
-use aitbc_chain::mempool::{Mempool, MempoolConfig};
 use aitbc_chain::store::{ChainStore, SledKv};
 use aitbc_chain::{Address, SecretKey};
 use aitbc_rpc::{RpcConfig, RpcMetrics};
@@ -120,10 +119,10 @@ async fn run_async(config: NodeConfig) -> Result<()> {
     let metrics = NodeMetrics::register(&mut registry);
     let rpc_metrics = RpcMetrics::register(&mut registry);
     metrics.on_commit(store.height(), 0, None, None);
-    let mempool = Mempool::new(genesis.chain_id.clone(), MempoolConfig::default());
+    let (outbox_tx, outbox_rx) = mpsc::channel(TX_OUTBOX);
     let shared = Arc::new(
         Shared::new(
-            genesis, store, mempool, validator, peer_id, metrics, registry,
+            genesis, store, validator, peer_id, metrics, registry, outbox_tx,
         )
         .map_err(anyhow::Error::msg)?,
     );
@@ -146,7 +145,6 @@ async fn run_async(config: NodeConfig) -> Result<()> {
         .spawn(move || core.run(first, core_rx))
         .context("starting the core thread")?;
 
-    let (outbox_tx, outbox_rx) = mpsc::channel(TX_OUTBOX);
     tokio::spawn(net::forward_events(
         shared.clone(),
         net.clone(),
@@ -166,7 +164,7 @@ async fn run_async(config: NodeConfig) -> Result<()> {
         sync_wake_rx,
     ));
 
-    let api = Arc::new(Api::new(shared.clone(), net.clone(), outbox_tx, admin_key));
+    let api = Arc::new(Api::new(shared.clone(), net.clone(), admin_key));
     let rpc_config = RpcConfig {
         bind: config.rpc_bind,
         admin_token: config.admin_token.as_ref().map(|t| t.expose().to_string()),

@@ -6,17 +6,20 @@
 //! block. The mempool lock is held only for one admission or one selection.
 
 use crate::metrics::NodeMetrics;
+use aitbc_chain::crypto::Signature;
 use aitbc_chain::execution::{BlockEnv, Executor};
 use aitbc_chain::genesis::Genesis;
-use aitbc_chain::mempool::Mempool;
+use aitbc_chain::mempool::{Mempool, MempoolConfig, MempoolError};
+use aitbc_chain::state::StateError;
 use aitbc_chain::store::{ChainStore, SledKv};
-use aitbc_chain::{Address, Hash, Params, PublicKey};
+use aitbc_chain::tx::{HashedTx, Tx, TxKind};
+use aitbc_chain::{Address, Hash, Params, PublicKey, SecretKey};
 use aitbc_rpc::{ConsensusInfo, NodeEvent};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub type Store = ChainStore<SledKv>;
 
@@ -52,20 +55,24 @@ pub struct Shared {
     /// This node's validator address, when it has a validator key.
     pub validator: Option<Address>,
     pub peer_id: String,
+    /// Txs admitted here (RPC, this node's own), for the gossip batcher. Txs admitted from
+    /// gossip are not queued: gossipsub forwards them.
+    tx_outbox: mpsc::Sender<Tx>,
 }
 
 impl Shared {
     pub fn new(
         genesis: Genesis,
         store: Store,
-        mempool: Mempool,
         validator: Option<Address>,
         peer_id: String,
         metrics: NodeMetrics,
         registry: Registry,
+        tx_outbox: mpsc::Sender<Tx>,
     ) -> Result<Shared, String> {
         let params = load_params(&store)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let mempool = Mempool::new(genesis.chain_id.clone(), MempoolConfig::default());
         let consensus = ConsensusInfo {
             height: store.height() + 1,
             view: 0,
@@ -91,7 +98,59 @@ impl Shared {
             registry,
             validator,
             peer_id,
+            tx_outbox,
         })
+    }
+
+    /// Admits one tx from this node's side (RPC, admin, evidence), then tells subscribers and
+    /// queues it for gossip. Checks signatures: call it off the async runtime.
+    pub fn admit(&self, tx: HashedTx) -> Result<(), MempoolError> {
+        let gossip = tx.tx.clone();
+        let hash = tx.hash;
+        let result = {
+            let store = self.store();
+            let params = self.params();
+            let mut mempool = self.mempool();
+            let r = mempool.admit(tx, &*store, &params);
+            self.metrics
+                .set_mempool(mempool.len(), mempool.bytes() as u64);
+            r
+        };
+        match result {
+            Ok(_) => {
+                self.emit(NodeEvent::NewTransaction { hash });
+                // A full outbox only delays gossip: the tx is in our pool and our blocks.
+                let _ = self.tx_outbox.try_send(gossip);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.mempool_rejected(e.reason());
+                Err(e)
+            }
+        }
+    }
+
+    /// `kind` signed by `key` at the sender's next free nonce (after its pending txs), paying
+    /// the minimum fee.
+    pub fn sign_own(&self, key: &SecretKey, kind: TxKind) -> Result<HashedTx, StateError> {
+        let sender_pubkey = key.public();
+        let nonce = {
+            let store = self.store();
+            self.mempool()
+                .pending_nonce(&*store, &Address::of(&sender_pubkey))?
+        };
+        let chain_id = &self.genesis.chain_id;
+        // Fixed-width encoding: the length does not depend on the fee or signature values.
+        let probe = Tx {
+            chain_id: chain_id.clone(),
+            kind: kind.clone(),
+            sender_pubkey,
+            nonce,
+            fee: 0,
+            sig: Signature([0; 64]),
+        };
+        let fee = self.params().min_fee(probe.encoded_len() as u64);
+        Ok(HashedTx::new(Tx::signed(chain_id, kind, key, nonce, fee)))
     }
 
     // A panic while a lock is held is a bug that has already stopped the node's work; the

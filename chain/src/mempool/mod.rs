@@ -247,14 +247,6 @@ impl fmt::Debug for Mempool {
     }
 }
 
-/// Fee floor from the length already known, equal to [`crate::tx::Tx::min_fee`] without
-/// re-encoding the tx.
-fn min_fee(params: &Params, len: usize) -> u64 {
-    params
-        .base_fee
-        .saturating_add(params.fee_per_byte.saturating_mul(len as u64))
-}
-
 /// Checks each signature alone, reporting the first that fails.
 fn verify_each(checks: &[SigCheck]) -> Result<(), MempoolError> {
     for c in checks {
@@ -652,7 +644,8 @@ impl Mempool {
                 got: tx.tx.chain_id.clone(),
             });
         }
-        let min = min_fee(params, tx.len);
+        // From the length already known: no re-encoding.
+        let min = params.min_fee(tx.len as u64);
         if tx.tx.fee < min {
             return Err(MempoolError::FeeTooLow {
                 fee: tx.tx.fee,
