@@ -107,34 +107,21 @@ impl CommitCertificate {
     }
 }
 
-/// Checks that `signatures` sign `vote_for(signer)` and come from distinct members of `set` holding more than 2/3 of its power, verifying them in one batch.
-/// Commit and prepared certificates share it, so their rules cannot drift apart.
+/// Checks that `signatures` sign `vote_for(signer)` and come from distinct members of `set`
+/// holding more than 2/3 of its power, verifying them in one batch. Commit and prepared
+/// certificates share it, so their rules cannot drift apart.
 pub fn verify_quorum(
     chain_id: &str,
     vote_for: impl Fn(PublicKey) -> Vote,
     signatures: &[CommitSig],
     set: &ValidatorSet,
 ) -> Result<(), CertificateError> {
-    let mut seen = vec![false; set.len()];
-    let mut power = 0u64;
+    quorum_signers(signatures, set)?;
     let mut keys = Vec::with_capacity(signatures.len());
     let mut digests = Vec::with_capacity(signatures.len());
     for cs in signatures {
-        let idx = set
-            .index_of(&cs.validator)
-            .ok_or(CertificateError::UnknownSigner(cs.validator))?;
-        if std::mem::replace(&mut seen[idx], true) {
-            return Err(CertificateError::DuplicateSigner(cs.validator));
-        }
-        power += set.validators()[idx].power;
         keys.push(VerifyingKey::new(&cs.validator).map_err(CertificateError::BadSignature)?);
         digests.push(vote_for(cs.validator).digest(chain_id));
-    }
-    if !set.is_quorum(power) {
-        return Err(CertificateError::NoQuorum {
-            power,
-            total: set.total_power(),
-        });
     }
     let items: Vec<BatchItem<'_>> = signatures
         .iter()
@@ -146,6 +133,35 @@ pub fn verify_quorum(
         })
         .collect();
     crypto::verify_batch(&items).map_err(CertificateError::BadSignature)
+}
+
+/// The signers' positions in `set`, once it is checked that they are distinct members holding
+/// more than 2/3 of its power. Signatures are not checked: callers that verify many
+/// certificates at once (light peers) batch them across certificates.
+pub fn quorum_signers(
+    signatures: &[CommitSig],
+    set: &ValidatorSet,
+) -> Result<Vec<usize>, CertificateError> {
+    let mut seen = vec![false; set.len()];
+    let mut power = 0u64;
+    let mut positions = Vec::with_capacity(signatures.len());
+    for cs in signatures {
+        let idx = set
+            .index_of(&cs.validator)
+            .ok_or(CertificateError::UnknownSigner(cs.validator))?;
+        if std::mem::replace(&mut seen[idx], true) {
+            return Err(CertificateError::DuplicateSigner(cs.validator));
+        }
+        power = power.saturating_add(set.validators()[idx].power);
+        positions.push(idx);
+    }
+    if !set.is_quorum(power) {
+        return Err(CertificateError::NoQuorum {
+            power,
+            total: set.total_power(),
+        });
+    }
+    Ok(positions)
 }
 
 /// A block: header, transactions, and the certificate that committed its parent (absent for

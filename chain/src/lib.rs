@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod execution;
 pub mod genesis;
 pub mod hash;
+pub mod light;
 pub mod mempool;
 pub mod params;
 pub mod receipt;

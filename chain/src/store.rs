@@ -207,7 +207,7 @@ mod key {
     }
 }
 
-fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         key: key::display(key),
         reason: reason.to_string(),

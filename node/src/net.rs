@@ -221,13 +221,14 @@ pub fn serve(shared: &Shared, request: &SyncRequest, limits: &aitbc_p2p::Limits)
                 SyncResponse::Headers(out)
             }
             SyncRequest::AccountProof { address, height } => {
-                // Only the head's state is kept (no history): older heights are unavailable.
-                if height != head {
+                // Only the head's state is kept (no history): the proof is at the head, which
+                // must not be below what the asker already trusts.
+                if height > head {
                     SyncResponse::Refused(Refusal::Unavailable)
                 } else {
                     let key = aitbc_chain::state::keys::account(&address);
                     SyncResponse::AccountProof(AccountProof {
-                        height,
+                        height: head,
                         proof: store.prove(&key)?,
                     })
                 }

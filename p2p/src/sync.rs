@@ -8,11 +8,10 @@
 //! into an opaque `UnexpectedEof`; this one names the fault.
 
 use crate::config::Limits;
-use aitbc_chain::block::{Block, CommitCertificate, Header};
+use aitbc_chain::block::{Block, CommitCertificate};
 use aitbc_chain::codec::{self, CodecError};
 use aitbc_chain::hash::Hash;
 use aitbc_chain::state::proof::StateProof;
-use aitbc_chain::validator_set::ValidatorSet;
 use aitbc_chain::Address;
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
@@ -30,7 +29,10 @@ pub enum SyncRequest {
     /// Committed headers, each with its certificate (at most
     /// [`crate::config::MAX_HEADERS_PER_REQUEST`]), for light peers.
     Headers { from: u64, count: u32 },
-    /// A state proof for one account at a committed height.
+    /// A state proof for one account at the responder's committed head, provided that head is
+    /// at least `height` (the asker's own verified head, so it is never handed a state older
+    /// than what it trusts). Full nodes keep the head's state only, so "at exactly `height`"
+    /// would fail whenever a block lands between the asker's look and the answer.
     AccountProof { address: Address, height: u64 },
 }
 
@@ -68,21 +70,10 @@ pub struct CertifiedBlock {
     pub commit: CommitCertificate,
 }
 
-/// A committed header with its certificate, for light peers.
-///
-/// Validator-set changes travel inline: `next_validators` is `Some(set)` exactly when
-/// `header.next_validators_hash != header.validators_hash`, and then holds the set whose hash is
-/// `next_validators_hash` (the set that signs the following header). A light peer starting from
-/// the genesis set can so follow every change with no other request; it must check
-/// `set.hash() == header.next_validators_hash` itself before trusting it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertifiedHeader {
-    pub header: Header,
-    pub commit: CommitCertificate,
-    pub next_validators: Option<ValidatorSet>,
-}
+pub use aitbc_chain::light::CertifiedHeader;
 
-/// An account's state proof at `height`, to check against that header's `state_root`.
+/// An account's state proof at `height` (the responder's head), to check against that header's
+/// `state_root`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountProof {
     pub height: u64,
@@ -144,8 +135,8 @@ impl SyncResponse {
                         .zip(*from..)
                         .all(|(c, h)| c.header.height == h && c.commit.height == h)
             }
-            (SyncRequest::AccountProof { height, .. }, SyncResponse::AccountProof(p)) => {
-                p.height == *height
+            (SyncRequest::AccountProof { address, height }, SyncResponse::AccountProof(p)) => {
+                p.height >= *height && p.proof.key == aitbc_chain::state::keys::account(address)
             }
             _ => false,
         }

@@ -461,7 +461,7 @@ async fn sync_requests_round_trip_and_bad_ones_are_refused() {
     let proof = AccountProof {
         height: 9,
         proof: StateProof {
-            key: b"acct/xyz".to_vec(),
+            key: aitbc_chain::state::keys::account(&Address([4; 20])),
             value: Some(vec![1, 2, 3]),
             bucket: 3,
             pairs: vec![(Hash::of(b"k"), Hash::of(b"v"))],
