@@ -180,7 +180,7 @@ impl NodeApi for Api {
             .map_err(Self::internal)?
             .map(|b| HeaderInfo {
                 hash: b.hash(),
-                tx_count: b.txs.len() as u32,
+                tx_count: Some(b.txs.len() as u32),
                 header: b.header,
             }))
     }
@@ -192,7 +192,7 @@ impl NodeApi for Api {
             .map_err(Self::internal)
     }
 
-    fn get_account(&self, address: Address) -> ApiResult<AccountInfo> {
+    async fn get_account(&self, address: Address) -> ApiResult<AccountInfo> {
         let store = self.shared.store();
         let a = aitbc_chain::state::account(&*store, &address).map_err(Self::internal)?;
         Ok(AccountInfo {
@@ -250,15 +250,7 @@ impl NodeApi for Api {
     }
 
     async fn peers(&self) -> ApiResult<Vec<PeerSummary>> {
-        let peers = self.net.peers().await.map_err(Self::internal)?;
-        Ok(peers
-            .into_iter()
-            .map(|p| PeerSummary {
-                peer_id: p.peer_id.to_string(),
-                addresses: p.kad_addresses.iter().map(ToString::to_string).collect(),
-                connected: p.connected,
-            })
-            .collect())
+        peers(&self.net).await
     }
 
     fn mempool(&self, limit: usize) -> ApiResult<MempoolInfo> {
@@ -350,20 +342,38 @@ impl NodeApi for Api {
     }
 
     async fn admin_add_peer(&self, multiaddr: String) -> ApiResult<()> {
-        let addr: aitbc_p2p::Multiaddr = multiaddr
-            .parse()
-            .map_err(|e| ApiError::invalid_params(format!("multiaddr: {e}")))?;
-        if aitbc_p2p::config::peer_id_of(&addr).is_none() {
-            return Err(ApiError::invalid_params(
-                "multiaddr: must end in /p2p/<peer id>",
-            ));
-        }
-        self.net.add_peer(addr).await.map_err(Self::internal)
+        add_peer(&self.net, multiaddr).await
     }
 
     async fn admin_param_set(&self, key: String, value: u64) -> ApiResult<TxSubmitted> {
         self.submit_admin(TxKind::ParamUpdate { key, value }).await
     }
+}
+
+/// `getPeers`, for full and light nodes alike.
+pub(crate) async fn peers(net: &Handle) -> ApiResult<Vec<PeerSummary>> {
+    let peers = net.peers().await.map_err(Api::internal)?;
+    Ok(peers
+        .into_iter()
+        .map(|p| PeerSummary {
+            peer_id: p.peer_id.to_string(),
+            addresses: p.kad_addresses.iter().map(ToString::to_string).collect(),
+            connected: p.connected,
+        })
+        .collect())
+}
+
+/// `/admin/peers/add`, for full and light nodes alike.
+pub(crate) async fn add_peer(net: &Handle, multiaddr: String) -> ApiResult<()> {
+    let addr: aitbc_p2p::Multiaddr = multiaddr
+        .parse()
+        .map_err(|e| ApiError::invalid_params(format!("multiaddr: {e}")))?;
+    if aitbc_p2p::config::peer_id_of(&addr).is_none() {
+        return Err(ApiError::invalid_params(
+            "multiaddr: must end in /p2p/<peer id>",
+        ));
+    }
+    net.add_peer(addr).await.map_err(Api::internal)
 }
 
 /// Admits `tx` on a blocking thread (signature checks are CPU work).

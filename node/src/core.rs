@@ -660,7 +660,7 @@ impl Core {
         self.shared.emit(NodeEvent::NewBlock(HeaderInfo {
             hash,
             header: block.header.clone(),
-            tx_count: block.txs.len() as u32,
+            tx_count: Some(block.txs.len() as u32),
         }));
         if announce == Announce::Yes {
             let announced = CertifiedBlockRef {

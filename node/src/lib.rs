@@ -7,6 +7,8 @@ pub mod config;
 pub mod core;
 pub mod home;
 pub mod keys;
+pub mod light;
+pub mod light_api;
 pub mod logging;
 pub mod metrics;
 pub mod net;

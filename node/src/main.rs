@@ -33,6 +33,10 @@ enum Command {
         /// TOML config file (instead of <home>/config.toml).
         #[arg(long, conflicts_with = "home")]
         config: Option<PathBuf>,
+        /// Run as a light peer: follow and verify headers from genesis, answer verified
+        /// balances; no validator key, no blocks, no state (its data lives in <db_path>/light).
+        #[arg(long)]
+        light: bool,
         #[command(flatten)]
         flags: Box<ConfigFlags>,
     },
@@ -206,6 +210,7 @@ fn main() -> Result<()> {
         Command::Run {
             home,
             config,
+            light,
             flags,
         } => {
             let file = config.or_else(|| home.map(|h| h.join(home::CONFIG_FILE)));
@@ -215,7 +220,11 @@ fn main() -> Result<()> {
                 &flags.layer(),
             )?;
             aitbc_node::logging::init(cfg.log_level, cfg.log_format)?;
-            aitbc_node::run::run(cfg)?;
+            if light {
+                aitbc_node::light::run(cfg)?;
+            } else {
+                aitbc_node::run::run(cfg)?;
+            }
         }
         Command::Tx(args) => aitbc_node::client::run_tx(args)?,
         Command::Query(args) => aitbc_node::client::run_query(args)?,

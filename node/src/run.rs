@@ -13,9 +13,12 @@ use crate::shared::Shared;
 use crate::{home, keys, net, sync};
 use aitbc_chain::consensus::wal::Wal;
 use aitbc_chain::consensus::{Message, Record};
+use aitbc_chain::genesis::Genesis;
 use aitbc_chain::store::{ChainStore, SledKv};
+use aitbc_chain::Params;
 use aitbc_chain::{Address, SecretKey};
-use aitbc_rpc::{RpcConfig, RpcMetrics};
+use aitbc_p2p::{Event, Handle, Topic};
+use aitbc_rpc::{NodeApi, RpcConfig, RpcMetrics};
 use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -49,7 +52,8 @@ pub fn run(config: NodeConfig) -> Result<()> {
     rt.block_on(run_async(config))
 }
 
-async fn run_async(config: NodeConfig) -> Result<()> {
+/// Reads the genesis file and checks it is the configured chain's.
+pub(crate) fn load_genesis(config: &NodeConfig) -> Result<Genesis> {
     let genesis = home::read_genesis(&config.genesis)
         .with_context(|| format!("genesis {}", config.genesis.display()))?;
     if genesis.chain_id != config.chain_id {
@@ -60,8 +64,50 @@ async fn run_async(config: NodeConfig) -> Result<()> {
             config.genesis.display()
         );
     }
+    Ok(genesis)
+}
+
+/// Starts the swarm on the configured addresses and bootstrap peers, with wire limits from
+/// `params`; `light` subscribes to committed blocks only.
+pub(crate) async fn start_net(
+    config: &NodeConfig,
+    genesis: &Genesis,
+    params: &Params,
+    light: bool,
+) -> Result<(Handle, mpsc::Receiver<Event>, String)> {
     let node_key = keys::load_node_key(&config.node_key)
         .with_context(|| format!("node_key {}", config.node_key.display()))?;
+    let mut p2p_config = aitbc_p2p::Config::new(genesis.chain_id.clone(), genesis.hash());
+    p2p_config.listen = vec![config
+        .p2p_bind
+        .parse()
+        .with_context(|| format!("p2p_bind {:?}", config.p2p_bind))?];
+    p2p_config.bootstrap = config
+        .bootstrap_peers
+        .iter()
+        .map(|a| a.parse().with_context(|| format!("bootstrap_peers {a:?}")))
+        .collect::<Result<_>>()?;
+    p2p_config.max_block_bytes = params.max_block_bytes;
+    p2p_config.max_validators = params.max_validators;
+    if light {
+        p2p_config.topics = vec![Topic::Block];
+        p2p_config.kad_server = false;
+    }
+    let keypair = aitbc_p2p::Keypair::ed25519_from_bytes(node_key.seed())
+        .context("node_key is not a valid ed25519 seed")?;
+    let (net, events) = aitbc_p2p::start(keypair, p2p_config)
+        .await
+        .context("starting the p2p network")?;
+    let peer_id = net.local_peer_id().to_string();
+    for addr in net.listen_addrs().await.unwrap_or_default() {
+        tracing::info!(component = "p2p", event = "listening", %addr, "/p2p/{peer_id}");
+    }
+
+    Ok((net, events, peer_id))
+}
+
+async fn run_async(config: NodeConfig) -> Result<()> {
+    let genesis = load_genesis(&config)?;
     let key = validator_key(&config)?;
     let validator = key.as_ref().map(|k| Address::of(&k.public()));
 
@@ -93,27 +139,7 @@ async fn run_async(config: NodeConfig) -> Result<()> {
         );
     }
 
-    let mut p2p_config = aitbc_p2p::Config::new(genesis.chain_id.clone(), genesis.hash());
-    p2p_config.listen = vec![config
-        .p2p_bind
-        .parse()
-        .with_context(|| format!("p2p_bind {:?}", config.p2p_bind))?];
-    p2p_config.bootstrap = config
-        .bootstrap_peers
-        .iter()
-        .map(|a| a.parse().with_context(|| format!("bootstrap_peers {a:?}")))
-        .collect::<Result<_>>()?;
-    p2p_config.max_block_bytes = params.max_block_bytes;
-    p2p_config.max_validators = params.max_validators;
-    let keypair = aitbc_p2p::Keypair::ed25519_from_bytes(node_key.seed())
-        .context("node_key is not a valid ed25519 seed")?;
-    let (net, events) = aitbc_p2p::start(keypair, p2p_config)
-        .await
-        .context("starting the p2p network")?;
-    let peer_id = net.local_peer_id().to_string();
-    for addr in net.listen_addrs().await.unwrap_or_default() {
-        tracing::info!(component = "p2p", event = "listening", %addr, "/p2p/{peer_id}");
-    }
+    let (net, events, peer_id) = start_net(&config, &genesis, &params, false).await?;
 
     let mut registry = Registry::default();
     let metrics = NodeMetrics::register(&mut registry);
@@ -165,48 +191,7 @@ async fn run_async(config: NodeConfig) -> Result<()> {
     ));
 
     let api = Arc::new(Api::new(shared.clone(), net.clone(), admin_key));
-    let rpc_config = RpcConfig {
-        bind: config.rpc_bind,
-        admin_token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
-        max_body_bytes: config.rpc_max_body_bytes,
-        max_connections: config.rpc_max_connections,
-        rate_per_ip: config.rpc_rate_per_ip,
-        // Not a config key: twice the rate, the ratio of `RpcConfig::default` (200/400), so
-        // a lowered rate is not undone by a fixed burst (see `NodeConfig::rpc_rate_per_ip`).
-        rate_burst: config.rpc_rate_per_ip.saturating_mul(2),
-        cors_origins: config.rpc_cors_origins.clone(),
-        ..RpcConfig::default()
-    };
-    rpc_config.validate().context("rpc config")?;
-    let listener = tokio::net::TcpListener::bind(config.rpc_bind)
-        .await
-        .with_context(|| format!("rpc_bind {}: cannot listen", config.rpc_bind))?;
-    tracing::info!(component = "rpc", event = "listening", addr = %config.rpc_bind);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let rpc = tokio::spawn(aitbc_rpc::serve(
-        listener,
-        api.clone(),
-        rpc_config.clone(),
-        rpc_metrics.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    let metrics_server = match config.metrics_port {
-        Some(port) => {
-            let addr = std::net::SocketAddr::new(config.rpc_bind.ip(), port);
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("metrics_port {port}: cannot listen on {addr}"))?;
-            Some(tokio::spawn(aitbc_rpc::serve_metrics(
-                listener,
-                api.clone(),
-                stopped(stop_rx.clone()),
-            )))
-        }
-        None => None,
-    };
+    let servers = RpcServers::start(&config, api, rpc_metrics).await?;
 
     // Run until a signal, or until the core stops by itself (a failure).
     let core_done = tokio::task::spawn_blocking(move || core_thread.join());
@@ -215,7 +200,7 @@ async fn run_async(config: NodeConfig) -> Result<()> {
         s = shutdown_signal() => { tracing::info!(component = "node", event = "shutdown", signal = s); None }
         r = &mut core_done => Some(r),
     };
-    let _ = stop_tx.send(true);
+    let rpc_stopped = servers.stop();
     let core_result = match early {
         Some(r) => r,
         None => {
@@ -223,10 +208,7 @@ async fn run_async(config: NodeConfig) -> Result<()> {
             core_done.await
         }
     };
-    let _ = rpc.await;
-    if let Some(m) = metrics_server {
-        let _ = m.await;
-    }
+    rpc_stopped.await;
     net.shutdown().await;
     // Wake `wait: commit` callers: their txs were not committed by this process.
     shared.waiters().clear();
@@ -244,8 +226,73 @@ async fn run_async(config: NodeConfig) -> Result<()> {
     }
 }
 
+/// The JSON-RPC server and the optional metrics-only server, stopped together.
+pub(crate) struct RpcServers {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RpcServers {
+    pub(crate) async fn start<A: NodeApi>(
+        config: &NodeConfig,
+        api: Arc<A>,
+        rpc_metrics: RpcMetrics,
+    ) -> Result<RpcServers> {
+        let rpc_config = RpcConfig {
+            bind: config.rpc_bind,
+            admin_token: config.admin_token.as_ref().map(|t| t.expose().to_string()),
+            max_body_bytes: config.rpc_max_body_bytes,
+            max_connections: config.rpc_max_connections,
+            rate_per_ip: config.rpc_rate_per_ip,
+            // Not a config key: twice the rate, the ratio of `RpcConfig::default` (200/400), so
+            // a lowered rate is not undone by a fixed burst (see `NodeConfig::rpc_rate_per_ip`).
+            rate_burst: config.rpc_rate_per_ip.saturating_mul(2),
+            cors_origins: config.rpc_cors_origins.clone(),
+            ..RpcConfig::default()
+        };
+        rpc_config.validate().context("rpc config")?;
+        let listener = tokio::net::TcpListener::bind(config.rpc_bind)
+            .await
+            .with_context(|| format!("rpc_bind {}: cannot listen", config.rpc_bind))?;
+        tracing::info!(component = "rpc", event = "listening", addr = %config.rpc_bind);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut tasks = vec![tokio::spawn(aitbc_rpc::serve(
+            listener,
+            api.clone(),
+            rpc_config,
+            rpc_metrics,
+            stopped(stop_rx.clone()),
+        ))];
+        if let Some(port) = config.metrics_port {
+            let addr = std::net::SocketAddr::new(config.rpc_bind.ip(), port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics_port {port}: cannot listen on {addr}"))?;
+            tasks.push(tokio::spawn(aitbc_rpc::serve_metrics(
+                listener,
+                api,
+                stopped(stop_rx),
+            )));
+        }
+        Ok(RpcServers { stop, tasks })
+    }
+
+    /// Stops taking requests at once; the future resolves when the servers have finished.
+    pub(crate) fn stop(self) -> impl std::future::Future<Output = ()> {
+        let _ = self.stop.send(true);
+        async move {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM, naming it.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -170,7 +170,7 @@ fn build_behaviour(key: &Keypair, config: &Config, limits: &Limits) -> Result<Be
     gossipsub
         .with_peer_score(score_params(config), score_thresholds())
         .map_err(P2pError::Gossipsub)?;
-    for topic in Topic::ALL {
+    for topic in &config.topics {
         gossipsub
             .subscribe(&topic.ident(&config.chain_id))
             .map_err(|e| P2pError::Gossipsub(e.to_string()))?;

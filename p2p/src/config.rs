@@ -4,6 +4,7 @@
 //! `max_block_bytes` and `max_validators`, so the rule "a full block with its certificate always
 //! fits" (SPEC §6) holds by construction instead of by a hand-tuned constant per protocol.
 
+use crate::topic::Topic;
 use aitbc_chain::consensus::Message;
 use aitbc_chain::hash::Hash;
 use libp2p::multiaddr::Protocol;
@@ -68,6 +69,9 @@ pub struct Config {
     pub requests_per_second: u32,
     /// Sync requests one peer may make in a burst above the sustained rate.
     pub request_burst: u32,
+    /// Gossip topics to subscribe to: all of them on validators and full nodes; only
+    /// [`Topic::Block`] on light peers, which can check certificates but not txs or votes.
+    pub topics: Vec<Topic>,
     /// Answer Kademlia queries (validators and full nodes) or only ask (light peers behind NAT).
     pub kad_server: bool,
     /// Connections without any protocol keeping them alive close after this long. Gossipsub keeps
@@ -110,6 +114,7 @@ impl Config {
             target_peers: 25,
             requests_per_second: 20,
             request_burst: 40,
+            topics: Topic::ALL.to_vec(),
             kad_server: true,
             idle_connection_timeout: Duration::from_secs(60),
             discovery_interval: Duration::from_secs(10),

@@ -73,7 +73,9 @@ pub struct BlockInfo {
 pub struct HeaderInfo {
     pub hash: Hash,
     pub header: Header,
-    pub tx_count: u32,
+    /// Txs in the block; absent on a light peer, which keeps headers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_count: Option<u32>,
 }
 
 /// Answer to `getBalance`: the account at the committed head (zeroes for an unknown one).
@@ -290,7 +292,8 @@ pub trait NodeApi: Send + Sync + 'static {
     /// `None` = the committed head.
     fn get_header(&self, height: Option<u64>) -> ApiResult<Option<HeaderInfo>>;
     fn get_commit(&self, height: u64) -> ApiResult<Option<CommitCertificate>>;
-    fn get_account(&self, address: Address) -> ApiResult<AccountInfo>;
+    /// Async because a light peer fetches the account with a proof from a full node.
+    fn get_account(&self, address: Address) -> impl Future<Output = ApiResult<AccountInfo>> + Send;
     /// A proof of the account against the head's state root.
     fn get_account_proof(&self, address: Address) -> ApiResult<AccountProofInfo>;
     /// The minimum fee for a tx of `bytes` encoded bytes under the current parameters.

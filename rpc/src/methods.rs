@@ -200,7 +200,7 @@ pub(crate) async fn call<A: NodeApi>(
         "getBalance" => {
             let p = Params::new(raw, &["address"])?;
             let address: Address = p.required("address")?;
-            to_json(api.get_account(address)?)
+            to_json(api.get_account(address).await?)
         }
         "getAccountProof" => {
             let p = Params::new(raw, &["address"])?;

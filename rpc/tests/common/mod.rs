@@ -284,7 +284,7 @@ impl TestNode {
         let _ = self.events.send(NodeEvent::NewBlock(HeaderInfo {
             hash,
             header,
-            tx_count,
+            tx_count: Some(tx_count),
         }));
         height
     }
@@ -323,7 +323,7 @@ impl TestNode {
         HeaderInfo {
             hash: b.hash,
             header: b.block.header.clone(),
-            tx_count: b.block.txs.len() as u32,
+            tx_count: Some(b.block.txs.len() as u32),
         }
     }
 }
@@ -400,7 +400,7 @@ impl NodeApi for TestNode {
         Ok(lock(&self.chain).commits.get(&height).cloned())
     }
 
-    fn get_account(&self, address: Address) -> ApiResult<AccountInfo> {
+    async fn get_account(&self, address: Address) -> ApiResult<AccountInfo> {
         let a = self.account(&address);
         Ok(AccountInfo {
             balance: a.balance,
