@@ -1,157 +1,12 @@
 //! End-to-end: real `aitbc-node` processes on 127.0.0.1, driven only through their command
 //! line and JSON-RPC, as an operator and a client would.
 
-use aitbc_node::client::rpc::RpcClient;
 use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aitbc-node");
-
-/// A free loopback port (the listener is dropped; the port stays free in practice).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A node process that is killed when the test ends, however it ends.
-struct Node {
-    child: Option<Child>,
-    home: PathBuf,
-    rpc: String,
-    p2p_port: u16,
-    rpc_port: u16,
-}
-
-impl Node {
-    fn init(home: &Path) {
-        let out = cli(&["init", "--home", path(home)]);
-        assert!(out.status.success(), "init: {}", stderr(&out));
-    }
-
-    fn start(home: &Path) -> Node {
-        let (p2p_port, rpc_port) = (free_port(), free_port());
-        Self::start_on(home, p2p_port, rpc_port, &[])
-    }
-
-    /// Starts on the given ports with `extra` flags.
-    fn start_on(home: &Path, p2p_port: u16, rpc_port: u16, extra: &[&str]) -> Node {
-        let log = std::fs::File::create(home.join("node.log")).expect("log file");
-        let child = Command::new(BIN)
-            .args(["run", "--home", path(home)])
-            .args(["--p2p-bind", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
-            .args(["--rpc-bind", &format!("127.0.0.1:{rpc_port}")])
-            .args(["--block-time", "100"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn aitbc-node");
-        let node = Node {
-            child: Some(child),
-            home: home.to_path_buf(),
-            rpc: format!("http://127.0.0.1:{rpc_port}"),
-            p2p_port,
-            rpc_port,
-        };
-        node.wait_for("the RPC to answer", |n| n.call("status", json!({})).ok());
-        node
-    }
-
-    fn client(&self) -> RpcClient {
-        RpcClient::new(&self.rpc).expect("rpc url")
-    }
-
-    fn call(&self, method: &str, params: Value) -> Result<Value, String> {
-        self.client()
-            .call(method, params)
-            .map_err(|e| e.to_string())
-    }
-
-    fn height(&self) -> u64 {
-        let head = self.call("getHead", json!({})).expect("getHead");
-        head["header"]["height"].as_u64().expect("height")
-    }
-
-    /// Polls `f` every 50 ms for up to 60 s.
-    fn wait_for<T>(&self, what: &str, f: impl Fn(&Node) -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                panic!("timed out waiting for {what}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
-    }
-
-    fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        child.wait().expect("wait")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
-
-fn cli(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run aitbc-node")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn address_of(home: &Path) -> String {
-    let out = cli(&["keys", "show", "--home", path(home)]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("validator address: "))
-        .expect("address line")
-        .trim()
-        .to_string()
-}
-
-/// A fresh address (of a key nobody holds).
-fn fresh_address(seed: u8) -> String {
-    let key = aitbc_chain::SecretKey::from_seed([seed; 32]);
-    aitbc_chain::Address::of(&key.public()).to_string()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
-}
+mod common;
+use common::*;
 
 #[test]
 fn single_validator_commits_and_serves_clients() {
@@ -338,54 +193,15 @@ fn sigkill_under_load_loses_no_committed_block() {
     });
 }
 
-fn pubkey_of(home: &Path) -> String {
-    let out = cli(&["keys", "show", "--home", path(home)]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("validator pubkey:  "))
-        .expect("pubkey line")
-        .trim()
-        .to_string()
-}
-
 /// Four validators from one genesis, bootstrapping from the first: they commit, agree on every
 /// block, and one that is killed catches up by sync after a restart.
 #[test]
 fn four_validators_commit_agree_and_a_restarted_one_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let homes: Vec<PathBuf> = (0..4).map(|i| dir.path().join(format!("v{i}"))).collect();
-    for h in &homes {
-        Node::init(h);
-    }
-    // One genesis: node 0's, with every validator added, copied to all.
-    let genesis = homes[0].join("genesis.json");
-    for h in &homes[1..] {
-        let out = cli(&[
-            "genesis",
-            "add-validator",
-            "--genesis",
-            path(&genesis),
-            "--pubkey",
-            &pubkey_of(h),
-            "--stake",
-            "1000000000",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-    for h in &homes[1..] {
-        std::fs::copy(&genesis, h.join("genesis.json")).expect("copy genesis");
-    }
-    let first = Node::start(&homes[0]);
-    let status = first.call("status", json!({})).expect("status");
-    let peer_id = status["peer_id"].as_str().expect("peer id").to_string();
-    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", first.p2p_port);
+    let homes = validator_homes(dir.path(), 4);
+    let (mut nodes, boot) = start_validators(&homes, &[]);
     let start =
         |h: &Path| Node::start_on(h, free_port(), free_port(), &["--bootstrap-peers", &boot]);
-    let mut nodes = vec![first];
-    for h in &homes[1..] {
-        nodes.push(start(h));
-    }
     for n in &nodes {
         n.wait_for("height 5 on every node", |n| {
             (n.height() >= 5).then_some(())
