@@ -7,7 +7,7 @@
 
 use crate::process;
 use crate::record::Devnet;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -72,17 +72,7 @@ pub fn reset(dir: &Path) -> Result<String> {
     let (dir, mut devnet) = crate::status::load(dir)?;
     let s = stop_nodes(&dir, &mut devnet)?;
     for i in 0..devnet.nodes.len() {
-        let data = Devnet::home(&dir, i).join(aitbc_node::home::DATA_DIR);
-        match fs::remove_dir_all(&data) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", data.display())),
-        }
-        // `init` makes data/ with 0700; a node would create it anyway, but not with that mode.
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&data)
-            .with_context(|| format!("creating {}", data.display()))?;
+        wipe_chain_data(&dir, &devnet, i)?;
     }
     Ok(format!(
         "stopped {} node(s) and removed the chain data of all {}; `aitbc-devnet up --dir {}` \
@@ -91,6 +81,27 @@ pub fn reset(dir: &Path) -> Result<String> {
         devnet.nodes.len(),
         dir.display()
     ))
+}
+
+/// Deletes node `i`'s `data/` (its chain store and consensus WAL) and leaves an empty one,
+/// keeping keys, config and genesis: the node then starts from genesis, as a late joiner does.
+/// Refused while the node runs: a store deleted under a live node is a corrupted node, not a
+/// fresh one.
+pub fn wipe_chain_data(dir: &Path, devnet: &Devnet, i: usize) -> Result<()> {
+    if devnet.is_running(dir, i) {
+        bail!("node{i} is running; stop it before deleting its chain data");
+    }
+    let data = Devnet::home(dir, i).join(aitbc_node::home::DATA_DIR);
+    match fs::remove_dir_all(&data) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", data.display())),
+    }
+    // `init` makes data/ with 0700; a node would create it anyway, but not with that mode.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&data)
+        .with_context(|| format!("creating {}", data.display()))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod demo;
 pub mod down;
 pub mod logs;
 pub mod mocks;
+pub mod node_ctl;
 pub mod process;
 pub mod record;
 pub mod status;

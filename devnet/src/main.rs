@@ -1,6 +1,6 @@
 //! The `aitbc-devnet` command line: a thin clap front end over the `aitbc_devnet` library.
 
-use aitbc_devnet::{down, logs, status, up};
+use aitbc_devnet::{down, logs, node_ctl, status, up};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -114,6 +114,32 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
     },
+    /// Stop one node (SIGTERM, then SIGKILL after 10 s); the others keep running.
+    Stop {
+        /// Node number: 0 or node0.
+        #[arg(value_name = "NODE")]
+        node: String,
+        #[arg(long, default_value = "./devnet")]
+        dir: PathBuf,
+        /// SIGKILL at once, without SIGTERM: the node crashes instead of shutting down.
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Start one stopped node on its recorded ports, as `up` restarts it, bootstrapping from
+    /// the other nodes; wait until it answers with its height.
+    Start {
+        /// Node number: 0 or node0.
+        #[arg(value_name = "NODE")]
+        node: String,
+        #[arg(long, default_value = "./devnet")]
+        dir: PathBuf,
+        /// The aitbc-node binary [default: next to this executable, else on PATH].
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+        /// Seconds allowed for the node to start and answer.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+    },
     /// Print a node's log (its stderr).
     Logs {
         /// Node number: 0 or node0.
@@ -204,6 +230,24 @@ fn run(cli: Cli) -> Result<()> {
                 json,
             };
             aitbc_devnet::bench::main(&opts, &mut stdout.lock())?;
+        }
+        Command::Stop { node, dir, kill } => println!("{}", node_ctl::stop(&dir, &node, kill)?),
+        Command::Start {
+            node,
+            dir,
+            node_bin,
+            timeout,
+        } => {
+            let opts = node_ctl::StartOptions {
+                dir,
+                node,
+                node_bin,
+                timeout: Duration::from_secs(timeout),
+            };
+            // Ctrl-C while starting stops the node instead of orphaning it.
+            aitbc_devnet::process::catch_interrupts();
+            let started = node_ctl::start(&opts, &mut std::io::stderr())?;
+            print!("{}", node_ctl::table(&started));
         }
         Command::Logs { node, dir, follow } => logs::run(&dir, &node, follow, &mut stdout.lock())?,
     }

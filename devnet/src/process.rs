@@ -243,17 +243,19 @@ pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// The entries of `list` whose pid is still that node's process.
+fn still_running(list: &[(u32, PathBuf)]) -> Vec<(u32, PathBuf)> {
+    list.iter()
+        .filter(|(pid, home)| is_node_process(*pid, home))
+        .cloned()
+        .collect()
+}
+
 /// Stops the given `(pid, home)` nodes: SIGTERM, up to `grace` for them to exit (a node syncs
 /// its store and WAL on SIGTERM), then SIGKILL and up to 5 s more. Returns the pids that were
 /// still running at the SIGKILL.
 pub fn stop(nodes: &[(u32, PathBuf)], grace: Duration) -> Result<Vec<u32>> {
-    let alive = |list: &[(u32, PathBuf)]| -> Vec<(u32, PathBuf)> {
-        list.iter()
-            .filter(|(pid, home)| is_node_process(*pid, home))
-            .cloned()
-            .collect()
-    };
-    let mut left = alive(nodes);
+    let mut left = still_running(nodes);
     for (pid, _) in &left {
         // ESRCH: it exited in between, which is what we want.
         let _ = send_signal(*pid, libc::SIGTERM);
@@ -261,8 +263,19 @@ pub fn stop(nodes: &[(u32, PathBuf)], grace: Duration) -> Result<Vec<u32>> {
     let start = Instant::now();
     while !left.is_empty() && start.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(100));
-        left = alive(&left);
+        left = still_running(&left);
     }
+    kill_and_wait(left)
+}
+
+/// SIGKILLs the given `(pid, home)` nodes at once, with no SIGTERM first: to the node this is
+/// a crash (nothing synced on the way out), which is what fault tests and `stop --kill` want.
+/// Returns the pids that were running and got the SIGKILL.
+pub fn kill(nodes: &[(u32, PathBuf)]) -> Result<Vec<u32>> {
+    kill_and_wait(still_running(nodes))
+}
+
+fn kill_and_wait(mut left: Vec<(u32, PathBuf)>) -> Result<Vec<u32>> {
     let killed: Vec<u32> = left.iter().map(|(p, _)| *p).collect();
     for (pid, _) in &left {
         let _ = send_signal(*pid, libc::SIGKILL);
@@ -270,7 +283,7 @@ pub fn stop(nodes: &[(u32, PathBuf)], grace: Duration) -> Result<Vec<u32>> {
     let start = Instant::now();
     while !left.is_empty() && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
-        left = alive(&left);
+        left = still_running(&left);
     }
     if !left.is_empty() {
         let pids: Vec<String> = left.iter().map(|(p, _)| p.to_string()).collect();
@@ -393,6 +406,40 @@ pub(crate) mod tests {
         }
         let status = reaper.join().expect("join").expect("wait");
         assert!(!status.success());
+    }
+
+    #[test]
+    fn kill_sends_no_term_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("node0");
+        // Writes a file if it ever gets SIGTERM; `kill` must not give it the chance.
+        let termed = dir.path().join("termed");
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "trap ': > \"$TERMED\"' TERM; while :; do sleep 0.05; done",
+                "run",
+                "--home",
+            ])
+            .arg(&home)
+            .env("TERMED", &termed)
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id();
+        let reaper = std::thread::spawn(move || child.wait());
+        #[cfg(target_os = "linux")]
+        {
+            assert!(wait_until_visible(pid, &home));
+            assert_eq!(kill(&[(pid, home.clone())]).expect("kill"), vec![pid]);
+            assert!(!is_node_process(pid, &home));
+            // Nothing left to kill: a second call is a no-op.
+            assert_eq!(kill(&[(pid, home)]).expect("kill again"), Vec::<u32>::new());
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = send_signal(pid, libc::SIGKILL);
+        let status = reaper.join().expect("join").expect("wait");
+        assert!(!status.success());
+        assert!(!termed.exists(), "got SIGTERM before SIGKILL");
     }
 
     #[test]

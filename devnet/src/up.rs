@@ -208,31 +208,49 @@ fn prepare_restart(dir: &Path, mut devnet: Devnet, opts: &UpOptions) -> Result<D
         devnet.block_time_ms = bt;
     }
     for i in 0..n {
-        let home = Devnet::home(dir, i);
-        if !home.join(aitbc_node::home::CONFIG_FILE).is_file() {
+        check_home(dir, i)?;
+    }
+    for i in 0..n {
+        check_ports_free(dir, &devnet, i)?;
+    }
+    devnet.save(dir)?;
+    Ok(devnet)
+}
+
+/// Fails unless node `i`'s home still holds its config: a node started without one would run
+/// with defaults (another chain, default ports), not as this devnet's validator.
+pub(crate) fn check_home(dir: &Path, i: usize) -> Result<()> {
+    let home = Devnet::home(dir, i);
+    if !home.join(aitbc_node::home::CONFIG_FILE).is_file() {
+        bail!(
+            "{} has no {}: the devnet folder is damaged; `aitbc-devnet down --clean --dir {}` \
+             and make a new one",
+            home.display(),
+            aitbc_node::home::CONFIG_FILE,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Fails if node `i`'s recorded ports are taken: a node restarted on its recorded ports must
+/// get them all, since its peers and `devnet.json` know it only by them.
+pub(crate) fn check_ports_free(dir: &Path, devnet: &Devnet, i: usize) -> Result<()> {
+    let node = devnet
+        .nodes
+        .get(i)
+        .with_context(|| format!("node{i} is not in the devnet record"))?;
+    for (what, port) in [("P2P", node.p2p_port), ("RPC", node.rpc_port)] {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             bail!(
-                "{} has no {}: the devnet folder is damaged; `aitbc-devnet down --clean --dir {}` \
-                 and make a new one",
-                home.display(),
-                aitbc_node::home::CONFIG_FILE,
+                "port {port} ({what} of node{i}) is in use on 127.0.0.1: another node or \
+                 program holds it; stop it, or `aitbc-devnet down --clean --dir {}` and \
+                 make a new devnet on fresh ports",
                 dir.display()
             );
         }
     }
-    for (i, node) in devnet.nodes.iter().enumerate() {
-        for (what, port) in [("P2P", node.p2p_port), ("RPC", node.rpc_port)] {
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-                bail!(
-                    "port {port} ({what} of node{i}) is in use on 127.0.0.1: another node or \
-                     program holds it; stop it, or `aitbc-devnet down --clean --dir {}` and \
-                     make a new devnet on fresh ports",
-                    dir.display()
-                );
-            }
-        }
-    }
-    devnet.save(dir)?;
-    Ok(devnet)
+    Ok(())
 }
 
 /// Removes everything inside `dir`, keeping `dir`.
@@ -419,16 +437,33 @@ pub fn free_ports(count: usize) -> Result<Vec<u16>> {
         .context("finding free ports on 127.0.0.1")
 }
 
-/// The children this `up` started. Unless disarmed, dropping it stops them all, so no path
-/// out of `up` (an error, a panic) leaves orphans.
-struct Launched {
+/// The children this `up` (or `start`) started. Unless disarmed, dropping it stops them all,
+/// so no path out of `up` (an error, a panic) leaves orphans.
+pub(crate) struct Launched {
     children: Vec<(usize, Child)>,
     armed: bool,
 }
 
 impl Launched {
+    pub(crate) fn new() -> Launched {
+        Launched {
+            children: Vec::new(),
+            armed: true,
+        }
+    }
+
+    /// Node `i`'s process, stopped on drop until [`Launched::disarm`].
+    pub(crate) fn push(&mut self, i: usize, child: Child) {
+        self.children.push((i, child));
+    }
+
+    /// The nodes are started and recorded: from now on they outlive this process.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
     /// SIGTERM, up to 5 s to exit, then SIGKILL; always reaps.
-    fn stop_all(&mut self) {
+    pub(crate) fn stop_all(&mut self) {
         for (_, c) in &self.children {
             let _ = process::send_signal(c.id(), libc::SIGTERM);
         }
@@ -480,14 +515,11 @@ fn start_all(
     timeout: Duration,
     progress: &mut dyn Write,
 ) -> Result<Vec<u64>> {
-    let mut launched = Launched {
-        children: Vec::new(),
-        armed: true,
-    };
+    let mut launched = Launched::new();
     let result = start_inner(dir, bin, devnet, timeout, progress, &mut launched);
     match result {
         Ok(heights) => {
-            launched.armed = false;
+            launched.disarm();
             Ok(heights)
         }
         Err(e) => {
@@ -523,7 +555,7 @@ fn start_inner(
     let _ = writeln!(progress, "starting node0");
     let child = process::spawn_node(bin, dir, devnet, 0, None)?;
     devnet.nodes[0].pid = Some(child.id());
-    launched.children.push((0, child));
+    launched.push(0, child);
     devnet.save(dir)?;
     let mut start_height = learn_peer_id(dir, devnet, 0, launched, deadline)?;
     let boot = devnet.nodes[0].p2p_multiaddr();
@@ -533,7 +565,7 @@ fn start_inner(
     for i in 1..n {
         let child = process::spawn_node(bin, dir, devnet, i, Some(&boot))?;
         devnet.nodes[i].pid = Some(child.id());
-        launched.children.push((i, child));
+        launched.push(i, child);
         // Saved after each spawn: if this process dies here, `down` still finds the node.
         devnet.save(dir)?;
     }
@@ -558,7 +590,26 @@ fn learn_peer_id(
     launched: &mut Launched,
     deadline: Instant,
 ) -> Result<u64> {
-    let client = RpcClient::with_timeout(&devnet.nodes[i].rpc_url(), POLL_RPC_TIMEOUT)?;
+    let (id, height) = wait_for_status(dir, &devnet.nodes[i].rpc_url(), i, launched, deadline)?;
+    devnet.nodes[i].peer_id = Some(id);
+    // `save` checks the peer id before it reaches a multiaddr or command line.
+    devnet
+        .save(dir)
+        .with_context(|| format!("node{i}: peer id"))?;
+    Ok(height)
+}
+
+/// Polls node `i` (just started, in `launched`) at `rpc_url` until its `status` answers;
+/// returns its peer id and head height. Fails at `deadline`, on an interrupt, or as soon as
+/// the process exits, with its log tail.
+pub(crate) fn wait_for_status(
+    dir: &Path,
+    rpc_url: &str,
+    i: usize,
+    launched: &mut Launched,
+    deadline: Instant,
+) -> Result<(String, u64)> {
+    let client = RpcClient::with_timeout(rpc_url, POLL_RPC_TIMEOUT)?;
     loop {
         process::check_interrupted()?;
         launched.check_alive(dir, i)?;
@@ -568,15 +619,11 @@ fn learn_peer_id(
                     .get("peer_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| anyhow!("node{i}: `status` has no peer_id: {status}"))?;
-                devnet.nodes[i].peer_id = Some(id.to_string());
-                // `save` checks the peer id before it reaches a multiaddr or command line.
-                devnet
-                    .save(dir)
-                    .with_context(|| format!("node{i}: peer id"))?;
-                return Ok(status
+                let height = status
                     .get("head_height")
                     .and_then(Value::as_u64)
-                    .unwrap_or_default());
+                    .unwrap_or_default();
+                return Ok((id.to_string(), height));
             }
             Err(e) if Instant::now() >= deadline => bail!(
                 "node{i} did not answer on {} in time ({e}); last lines of {}:\n{}",
