@@ -1,7 +1,8 @@
 //! End-to-end SPEC §10 faults on a real 4-validator devnet (separate `aitbc-node` processes on
-//! 127.0.0.1), driven only through `aitbc-devnet stop`/`start` and checked only through each
-//! node's JSON-RPC: a validator crashed with SIGKILL, f + 1 of n down (no quorum), and a late
-//! joiner that syncs from an empty store and then carries the quorum.
+//! 127.0.0.1), driven only through `aitbc-devnet stop`/`start` and checked through each node's
+//! JSON-RPC (and, for what a restarted node found in its own store, its log): a validator
+//! crashed with SIGKILL, f + 1 of n down (no quorum), and a late joiner that syncs from an
+//! empty store and then carries the quorum.
 //!
 //! In every case the chain must stay one chain: every node reports the same block hash at
 //! every height, and no block a node reported before a fault changes after it. Nothing here
@@ -20,7 +21,7 @@ mod common;
 use aitbc_devnet::bench::rpc::Conn;
 use aitbc_node::client::rpc::RpcClient;
 use common::{try_height, Net};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Block time of these devnets: short, so a few seconds hold dozens of heights.
@@ -368,6 +369,34 @@ fn late_joiner_syncs_from_zero_and_joins_consensus() {
         "node0, node1, node3 commit 5 blocks",
         || all_at(&clients, &[0, 1, 3], at_stop + 5),
     );
+    // The certificates say so too. The first block after the stop may still carry node2's
+    // votes, sent just before it went; from the next one on only node0, node1, node3 can sign.
+    let node3 = net.record().nodes[3].validator.clone();
+    let validators = clients[0]
+        .call("getValidators", json!({}))
+        .expect("getValidators");
+    let pubkey = validators
+        .as_array()
+        .expect("a list of validators")
+        .iter()
+        .find(|v| v["address"] == node3)
+        .unwrap_or_else(|| panic!("node3 ({node3}) is not a validator: {validators}"))["pubkey"]
+        .clone();
+    assert!(pubkey.is_string(), "no pubkey in {validators}");
+    for h in at_stop + 2..=at_stop + 5 {
+        let cert = clients[0]
+            .call("getCommit", json!({ "height": h }))
+            .expect("getCommit");
+        let signers = cert["signatures"].as_array().expect("signatures");
+        assert!(
+            signers.iter().any(|s| s["validator"] == pubkey),
+            "the certificate of height {h} lacks node3's signature: {cert}"
+        );
+        assert!(
+            signers.len() >= 3,
+            "the certificate of height {h} has no quorum: {cert}"
+        );
+    }
     let upto = min_height(&clients, &[0, 1, 3]);
     assert_one_chain(&net, &[0, 1, 3], upto);
 }
