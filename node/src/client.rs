@@ -434,7 +434,7 @@ mod tests {
     }
 
     fn fee_rule(params: &Params) -> impl FnMut(u64) -> Result<u64> + '_ {
-        |bytes| Ok(params.base_fee + params.fee_per_byte * bytes)
+        |bytes| Ok(params.min_fee(bytes))
     }
 
     fn key_file(dir: &Path, seed: [u8; 32]) -> PathBuf {
@@ -686,7 +686,7 @@ mod tests {
             amount: 1_500_000,
         };
         let len = Tx::signed("ait-test", kind.clone(), &key, 5, 0).encoded_len() as u64;
-        let fee = params.base_fee + params.fee_per_byte * len;
+        let fee = params.min_fee(len);
         let server = TestServer::start(vec![
             Reply::result(json!({"chain_id": "ait-test", "head_height": 3})),
             Reply::result(json!({"balance": 10_000_000, "nonce": 4, "stake": 0, "height": 3})),

@@ -19,11 +19,11 @@ use aitbc_chain::codec;
 use aitbc_chain::genesis::Genesis;
 use aitbc_chain::light::store::{Conflict, HeaderStore};
 use aitbc_chain::light::{CertifiedHeader, HeaderError, Trusted, Verifier};
-use aitbc_chain::state::keys;
 use aitbc_chain::store::{SledKv, StoreError};
 use aitbc_chain::{Account, Address, Hash};
 use aitbc_p2p::{
-    Acceptance, CertifiedBlock, Event, Handle, PeerId, Refusal, SyncRequest, SyncResponse, Topic,
+    Acceptance, CertifiedBlock, Event, Handle, PeerId, Refusal, RequestError, SyncRequest,
+    SyncResponse, Topic,
 };
 use aitbc_rpc::{AccountInfo, ApiError, HeaderInfo, NodeEvent, RpcMetrics};
 use anyhow::{Context, Result};
@@ -208,7 +208,6 @@ impl Light {
                 .collect()
         };
         candidates.sort_by_key(|(_, h)| std::cmp::Reverse(*h));
-        let key = keys::account(&address);
         let mut last_problem = "no peer is connected".to_string();
         for (peer, _) in candidates.into_iter().take(PROOF_TRIES) {
             let request = SyncRequest::AccountProof {
@@ -219,6 +218,14 @@ impl Light {
                 Ok(SyncResponse::AccountProof(p)) => p,
                 Ok(other) => {
                     last_problem = format!("peer {peer} answered {}", describe(&other));
+                    continue;
+                }
+                // A proof of another account or of a height below ours (`SyncResponse::answers`
+                // refused it) is a lie, not a failure.
+                Err(RequestError::UnexpectedResponse) => {
+                    let why = "answered with a proof it was not asked for";
+                    last_problem = format!("peer {peer} {why}");
+                    self.penalise(peer, "account_proof", why.into()).await;
                     continue;
                 }
                 Err(e) => {
@@ -251,11 +258,6 @@ impl Light {
                     Some(bytes) => codec::decode::<Account>(bytes, bytes.len())
                         .map_err(|e| format!("the proven value is not an account: {e}")),
                 });
-            if proof.proof.key != key {
-                self.penalise(peer, "account_proof", "proved another key".into())
-                    .await;
-                continue;
-            }
             match verified {
                 Ok(a) => {
                     return Ok(AccountInfo {
@@ -445,22 +447,8 @@ async fn forward_events(light: Arc<Light>, mut events: mpsc::Receiver<Event>) {
                     .respond(id, SyncResponse::Refused(Refusal::Unavailable))
                     .await;
             }
-            Event::PeerConnected { peer } => {
-                let n = light.peers.fetch_add(1, Ordering::Relaxed) + 1;
-                light.metrics.set_peers(n as usize);
-                tracing::info!(component = "p2p", event = "peer_connected", %peer, peers = n);
-                let _ = light.wake.try_send(());
-            }
-            Event::PeerDisconnected { peer } => {
-                let n = light
-                    .peers
-                    .fetch_sub(1, Ordering::Relaxed)
-                    .saturating_sub(1);
-                light.metrics.set_peers(n as usize);
-                tracing::info!(component = "p2p", event = "peer_disconnected", %peer, peers = n);
-            }
-            Event::PeerBanned { peer, reason } => {
-                tracing::warn!(component = "p2p", event = "peer_banned", %peer, ?reason);
+            peer_event => {
+                crate::net::track_peer(&light.peers, &light.metrics, &light.wake, &peer_event)
             }
         }
     }

@@ -7,6 +7,7 @@
 
 use crate::core::{gossip_topic, CoreInput};
 use crate::metrics::Direction;
+use crate::metrics::NodeMetrics;
 use crate::shared::Shared;
 use aitbc_chain::codec;
 use aitbc_chain::consensus::Message;
@@ -16,7 +17,7 @@ use aitbc_p2p::{
     Acceptance, AccountProof, CertifiedBlock, CertifiedHeader, Event, Handle, Refusal, SyncRequest,
     SyncResponse, Topic,
 };
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,24 +111,35 @@ pub async fn forward_events(
                     }
                 });
             }
-            Event::PeerConnected { peer } => {
-                let n = shared.peers.fetch_add(1, Ordering::Relaxed) + 1;
-                shared.metrics.set_peers(n as usize);
-                tracing::info!(component = "p2p", event = "peer_connected", %peer, peers = n);
-                let _ = sync_wake.try_send(());
-            }
-            Event::PeerDisconnected { peer } => {
-                let n = shared
-                    .peers
-                    .fetch_sub(1, Ordering::Relaxed)
-                    .saturating_sub(1);
-                shared.metrics.set_peers(n as usize);
-                tracing::info!(component = "p2p", event = "peer_disconnected", %peer, peers = n);
-            }
-            Event::PeerBanned { peer, reason } => {
-                tracing::warn!(component = "p2p", event = "peer_banned", %peer, ?reason);
-            }
+            peer_event => track_peer(&shared.peers, &shared.metrics, &sync_wake, &peer_event),
         }
+    }
+}
+
+/// Peer bookkeeping of full and light nodes alike: the count and its metric, a log line, and
+/// a sync wake-up when a peer arrives (it may be ahead).
+pub(crate) fn track_peer(
+    peers: &AtomicU64,
+    metrics: &NodeMetrics,
+    sync_wake: &mpsc::Sender<()>,
+    event: &Event,
+) {
+    match event {
+        Event::PeerConnected { peer } => {
+            let n = peers.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics.set_peers(n as usize);
+            tracing::info!(component = "p2p", event = "peer_connected", %peer, peers = n);
+            let _ = sync_wake.try_send(());
+        }
+        Event::PeerDisconnected { peer } => {
+            let n = peers.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+            metrics.set_peers(n as usize);
+            tracing::info!(component = "p2p", event = "peer_disconnected", %peer, peers = n);
+        }
+        Event::PeerBanned { peer, reason } => {
+            tracing::warn!(component = "p2p", event = "peer_banned", %peer, ?reason);
+        }
+        Event::Gossip { .. } | Event::Request { .. } => {}
     }
 }
 

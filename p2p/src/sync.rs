@@ -410,4 +410,32 @@ mod tests {
         assert!(SyncResponse::Blocks(vec![]).answers(&SyncRequest::Blocks { from: 1, count: 1 }));
         assert!(SyncResponse::Refused(Refusal::Busy).answers(&SyncRequest::Status));
     }
+
+    /// A proof answers at the asked height or above, and only for the asked account.
+    #[test]
+    fn account_proof_answers_for_the_account_at_or_above_the_height() {
+        let asked = Address([4; 20]);
+        let proof = |key: Vec<u8>, height| {
+            SyncResponse::AccountProof(AccountProof {
+                height,
+                proof: StateProof {
+                    key,
+                    value: None,
+                    bucket: 0,
+                    pairs: vec![],
+                    siblings: vec![],
+                },
+            })
+        };
+        let request = SyncRequest::AccountProof {
+            address: asked,
+            height: 10,
+        };
+        let key = aitbc_chain::state::keys::account(&asked);
+        assert!(proof(key.clone(), 10).answers(&request));
+        assert!(proof(key.clone(), 12).answers(&request));
+        assert!(!proof(key, 9).answers(&request));
+        let other = aitbc_chain::state::keys::account(&Address([5; 20]));
+        assert!(!proof(other, 10).answers(&request));
+    }
 }

@@ -82,9 +82,7 @@ impl<K: KvStore> HeaderStore<K> {
                 let bytes = kv
                     .get(TRUSTED)?
                     .ok_or_else(|| corrupt(TRUSTED, "missing"))?;
-                let trusted: Trusted =
-                    codec::decode(bytes.as_ref(), MAX_RECORD).map_err(|e| corrupt(TRUSTED, e))?;
-                trusted
+                codec::decode(bytes.as_ref(), MAX_RECORD).map_err(|e| corrupt(TRUSTED, e))?
             }
         };
         let store = HeaderStore {

@@ -434,7 +434,7 @@ impl NodeApi for TestNode {
     fn estimate_fee(&self, bytes: u64) -> ApiResult<FeeEstimate> {
         let p = &self.genesis.params;
         Ok(FeeEstimate {
-            fee: p.base_fee + p.fee_per_byte * bytes,
+            fee: p.min_fee(bytes),
             bytes,
             base_fee: p.base_fee,
             fee_per_byte: p.fee_per_byte,
