@@ -6,7 +6,7 @@
 //! folder of homes whose names it derives itself.
 
 use crate::process;
-use crate::record::Devnet;
+use crate::record::{Devnet, Member};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -25,15 +25,16 @@ pub struct Stopped {
     pub killed: usize,
 }
 
-/// Stops every running node of the devnet in `dir` (canonical) and clears the pids.
+/// Stops every running node (validators and light peers) of the devnet in `dir` (canonical)
+/// and clears the pids.
 pub fn stop_nodes(dir: &Path, devnet: &mut Devnet) -> Result<Stopped> {
     let running: Vec<(u32, PathBuf)> = devnet
         .running(dir)
         .into_iter()
-        .filter_map(|i| Some((devnet.nodes[i].pid?, Devnet::home(dir, i))))
+        .filter_map(|m| Some((devnet.get(m)?.pid?, m.home(dir))))
         .collect();
     let killed = process::stop(&running, GRACE)?;
-    for node in &mut devnet.nodes {
+    for node in devnet.nodes.iter_mut().chain(&mut devnet.light) {
         node.pid = None;
     }
     devnet.save(dir)?;
@@ -65,33 +66,34 @@ pub fn down(dir: &Path, clean: bool) -> Result<String> {
     Ok(msg)
 }
 
-/// `reset`: `down`, then delete each node's `data/` (chain store and consensus WAL), keeping
-/// keys, config and genesis, so the next `up` starts a fresh chain from the same genesis with
-/// the same validators, peer ids and ports.
+/// `reset`: `down`, then delete each node's `data/` (chain store and consensus WAL; a light
+/// peer's verified headers), keeping keys, config and genesis, so the next `up` starts a fresh
+/// chain from the same genesis with the same validators, peer ids and ports.
 pub fn reset(dir: &Path) -> Result<String> {
     let (dir, mut devnet) = crate::status::load(dir)?;
     let s = stop_nodes(&dir, &mut devnet)?;
-    for i in 0..devnet.nodes.len() {
-        wipe_chain_data(&dir, &devnet, i)?;
+    let members: Vec<Member> = devnet.members().collect();
+    for &m in &members {
+        wipe_chain_data(&dir, &devnet, m)?;
     }
     Ok(format!(
         "stopped {} node(s) and removed the chain data of all {}; `aitbc-devnet up --dir {}` \
          starts a fresh chain",
         s.stopped,
-        devnet.nodes.len(),
+        members.len(),
         dir.display()
     ))
 }
 
-/// Deletes node `i`'s `data/` (its chain store and consensus WAL) and leaves an empty one,
-/// keeping keys, config and genesis: the node then starts from genesis, as a late joiner does.
-/// Refused while the node runs: a store deleted under a live node is a corrupted node, not a
-/// fresh one.
-pub fn wipe_chain_data(dir: &Path, devnet: &Devnet, i: usize) -> Result<()> {
-    if devnet.is_running(dir, i) {
-        bail!("node{i} is running; stop it before deleting its chain data");
+/// Deletes `member`'s `data/` (its chain store and consensus WAL, or a light peer's headers)
+/// and leaves an empty one, keeping keys, config and genesis: the node then starts from
+/// genesis, as a late joiner does. Refused while the node runs: a store deleted under a live
+/// node is a corrupted node, not a fresh one.
+pub fn wipe_chain_data(dir: &Path, devnet: &Devnet, member: Member) -> Result<()> {
+    if devnet.is_running(dir, member) {
+        bail!("{member} is running; stop it before deleting its chain data");
     }
-    let data = Devnet::home(dir, i).join(aitbc_node::home::DATA_DIR);
+    let data = member.home(dir).join(aitbc_node::home::DATA_DIR);
     match fs::remove_dir_all(&data) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

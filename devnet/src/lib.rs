@@ -10,6 +10,7 @@
 //!   accounts/            funded devnet accounts: accountN key files (0600), accounts.json
 //!   node0/ … nodeN-1/    `aitbc-node init` homes (keys, config.toml, genesis.json, data/)
 //!     node.log           the node's stderr (its tracing output)
+//!   light0/ … lightK-1/  light peers' homes (`up --light K`), the same kind, run with `--light`
 //! ```
 //!
 //! The nodes are separate processes in their own process groups, so they outlive `up` and a

@@ -1,8 +1,7 @@
 //! `aitbc-devnet logs NODE [-f]`: print or follow a node's `node.log`.
 
 use crate::process::LOG_FILE;
-use crate::record::Devnet;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -11,31 +10,19 @@ use std::time::Duration;
 /// How often `-f` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
-/// Parses `NODE`: `2` or `node2`, within the devnet's `count` nodes.
-pub fn parse_node(arg: &str, count: usize) -> Result<usize> {
-    let digits = arg.strip_prefix("node").unwrap_or(arg);
-    let i: usize = digits
-        .parse()
-        .map_err(|_| anyhow!("NODE {arg:?}: expected a node number such as 0 or node0"))?;
-    if i >= count {
-        bail!(
-            "NODE {arg}: this devnet has node0 to node{}",
-            count.saturating_sub(1)
-        );
-    }
-    Ok(i)
-}
-
-/// Copies node `node`'s log to `out`; with `follow`, keeps copying what is appended until
+/// Copies `node`'s log to `out`; with `follow`, keeps copying what is appended until
 /// interrupted (or until `out` is closed, e.g. `| head`).
 pub fn run(dir: &Path, node: &str, follow: bool, out: &mut dyn Write) -> Result<()> {
     let (dir, devnet) = crate::status::load(dir)?;
-    let i = parse_node(node, devnet.nodes.len())?;
-    let path = Devnet::home(&dir, i).join(LOG_FILE);
+    let member = devnet.member(node)?;
+    let path = member.home(&dir).join(LOG_FILE);
     let mut file = match fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !follow => {
-            bail!("node{i} has no log yet ({} does not exist)", path.display())
+            bail!(
+                "{member} has no log yet ({} does not exist)",
+                path.display()
+            )
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => wait_for(&path)?,
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
@@ -87,21 +74,5 @@ fn wait_for(path: &Path) -> Result<fs::File> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => std::thread::sleep(FOLLOW_POLL),
             Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_argument_is_checked_and_named() {
-        assert_eq!(parse_node("2", 4).expect("2"), 2);
-        assert_eq!(parse_node("node3", 4).expect("node3"), 3);
-        let err = parse_node("4", 4).expect_err("out of range");
-        assert_eq!(err.to_string(), "NODE 4: this devnet has node0 to node3");
-        let err = parse_node("x", 4).expect_err("not a number");
-        assert!(err.to_string().starts_with("NODE \"x\""), "{err}");
-        assert!(parse_node("-1", 4).is_err());
     }
 }

@@ -27,6 +27,10 @@ enum Command {
         /// Validators [default: 4 for a new devnet; a restart keeps its count].
         #[arg(short = 'n', long = "nodes", value_parser = clap::value_parser!(u16).range(1..=64))]
         nodes: Option<u16>,
+        /// Light peers (`aitbc-node run --light`) to start beside the validators, named
+        /// light0.. [default: 0 for a new devnet; a restart keeps its count].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(0..=16))]
+        light: Option<u16>,
         /// The devnet folder.
         #[arg(long, default_value = "./devnet")]
         dir: PathBuf,
@@ -116,7 +120,7 @@ enum Command {
     },
     /// Stop one node (SIGTERM, then SIGKILL after 10 s); the others keep running.
     Stop {
-        /// Node number: 0 or node0.
+        /// Node: 0 or node0 for a validator, light0 for a light peer.
         #[arg(value_name = "NODE")]
         node: String,
         #[arg(long, default_value = "./devnet")]
@@ -128,7 +132,7 @@ enum Command {
     /// Start one stopped node on its recorded ports, as `up` restarts it, bootstrapping from
     /// the other nodes; wait until it answers with its height.
     Start {
-        /// Node number: 0 or node0.
+        /// Node: 0 or node0 for a validator, light0 for a light peer.
         #[arg(value_name = "NODE")]
         node: String,
         #[arg(long, default_value = "./devnet")]
@@ -142,7 +146,7 @@ enum Command {
     },
     /// Print a node's log (its stderr).
     Logs {
-        /// Node number: 0 or node0.
+        /// Node: 0 or node0 for a validator, light0 for a light peer.
         #[arg(value_name = "NODE")]
         node: String,
         #[arg(long, default_value = "./devnet")]
@@ -170,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up {
             nodes,
+            light,
             dir,
             block_time,
             accounts,
@@ -180,6 +185,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = up::UpOptions {
                 dir,
                 nodes,
+                light,
                 block_time_ms: block_time,
                 accounts,
                 chain_id,

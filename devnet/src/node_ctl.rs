@@ -1,6 +1,7 @@
-//! `aitbc-devnet stop NODE [--kill]` and `start NODE`: one validator down and up again while
-//! the others run, which is what the SPEC §10 faults (a crashed validator, f of n down, a late
-//! joiner) look like from outside, and what an operator reproducing one of them needs.
+//! `aitbc-devnet stop NODE [--kill]` and `start NODE`: one validator (or light peer) down and
+//! up again while the others run, which is what the SPEC §10 faults (a crashed validator, f of
+//! n down, a late joiner) look like from outside, and what an operator reproducing one of them
+//! needs.
 //!
 //! Both act on one node and rewrite only that node's entry of `devnet.json`, read afresh just
 //! before: `stop 2` and `start 3` run side by side must not put back each other's old pids, or
@@ -8,7 +9,7 @@
 //! signalled only while `/proc` shows it is still that node's `aitbc-node run`.
 
 use crate::process;
-use crate::record::{Devnet, NodeRecord};
+use crate::record::{Devnet, Member, NodeRecord};
 use crate::up::{self, Launched};
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct StartOptions {
     pub dir: PathBuf,
-    /// `3` or `node3`.
+    /// `3`, `node3` or `light0`.
     pub node: String,
     pub node_bin: Option<PathBuf>,
     /// Bound on the node starting and answering on its RPC port.
@@ -29,7 +30,7 @@ pub struct StartOptions {
 /// The node `start` started.
 #[derive(Clone, Debug)]
 pub struct Started {
-    pub index: usize,
+    pub member: Member,
     pub pid: u32,
     /// Its head when it first answered: what it had stored, not yet what its peers have.
     pub height: u64,
@@ -40,17 +41,17 @@ pub struct Started {
 /// an error (its stale pid, if any, is cleared), so a script can stop a node unconditionally.
 pub fn stop(dir: &Path, node: &str, kill: bool) -> Result<String> {
     let (dir, devnet) = crate::status::load(dir)?;
-    let i = crate::logs::parse_node(node, devnet.nodes.len())?;
-    let pid = match devnet.nodes[i].pid {
+    let i = devnet.member(node)?;
+    let pid = match devnet.get(i).and_then(|n| n.pid) {
         Some(pid) if devnet.is_running(&dir, i) => pid,
         stale => {
             if stale.is_some() {
                 update_node(&dir, i, |n| n.pid = None)?;
             }
-            return Ok(format!("node{i} was not running"));
+            return Ok(format!("{i} was not running"));
         }
     };
-    let target = [(pid, Devnet::home(&dir, i))];
+    let target = [(pid, i.home(&dir))];
     let killed = if kill {
         process::kill(&target)?
     } else {
@@ -63,11 +64,11 @@ pub fn stop(dir: &Path, node: &str, kill: bool) -> Result<String> {
         }
     })?;
     Ok(match (kill, killed.is_empty()) {
-        (true, false) => format!("killed node{i} (pid {pid}, SIGKILL)"),
-        (true, true) => format!("node{i} (pid {pid}) exited by itself before the SIGKILL"),
-        (false, true) => format!("stopped node{i} (pid {pid})"),
+        (true, false) => format!("killed {i} (pid {pid}, SIGKILL)"),
+        (true, true) => format!("{i} (pid {pid}) exited by itself before the SIGKILL"),
+        (false, true) => format!("stopped {i} (pid {pid})"),
         (false, false) => format!(
-            "stopped node{i} (pid {pid}): it ignored SIGTERM for {:?} and was killed",
+            "stopped {i} (pid {pid}): it ignored SIGTERM for {:?} and was killed",
             crate::down::GRACE
         ),
     })
@@ -81,10 +82,14 @@ pub fn start(opts: &StartOptions, progress: &mut dyn Write) -> Result<Started> {
         anyhow::bail!("--timeout 0: a node needs time to start");
     }
     let (dir, devnet) = crate::status::load(&opts.dir)?;
-    let i = crate::logs::parse_node(&opts.node, devnet.nodes.len())?;
-    if let Some(pid) = devnet.nodes[i].pid.filter(|_| devnet.is_running(&dir, i)) {
+    let i = devnet.member(&opts.node)?;
+    let record = devnet
+        .get(i)
+        .with_context(|| format!("{i} is not in the devnet record"))?;
+    let rpc_url = record.rpc_url();
+    if let Some(pid) = record.pid.filter(|_| devnet.is_running(&dir, i)) {
         anyhow::bail!(
-            "node{i} is already running (pid {pid}); `aitbc-devnet stop {i} --dir {}` first",
+            "{i} is already running (pid {pid}); `aitbc-devnet stop {i} --dir {}` first",
             dir.display()
         );
     }
@@ -94,7 +99,7 @@ pub fn start(opts: &StartOptions, progress: &mut dyn Write) -> Result<Started> {
     let peers = bootstrap_peers(&devnet, i);
     let _ = writeln!(
         progress,
-        "starting node{i}{}",
+        "starting {i}{}",
         if peers.is_empty() {
             String::new()
         } else {
@@ -112,7 +117,6 @@ pub fn start(opts: &StartOptions, progress: &mut dyn Write) -> Result<Started> {
     let mut wait = || -> Result<(NodeRecord, u64)> {
         // Recorded at once: if this process dies while waiting, `down` still finds the node.
         update_node(&dir, i, |n| n.pid = Some(pid))?;
-        let rpc_url = devnet.nodes[i].rpc_url();
         let (peer_id, height) = up::wait_for_status(&dir, &rpc_url, i, &mut launched, deadline)?;
         // `save` checks the peer id before it reaches a multiaddr or command line.
         let node = update_node(&dir, i, |n| n.peer_id = Some(peer_id))?;
@@ -123,14 +127,14 @@ pub fn start(opts: &StartOptions, progress: &mut dyn Write) -> Result<Started> {
         Ok((node, height)) => {
             launched.disarm();
             Ok(Started {
-                index: i,
+                member: i,
                 pid,
                 height,
                 node,
             })
         }
         Err(e) => {
-            let _ = writeln!(progress, "start failed; stopping node{i}");
+            let _ = writeln!(progress, "start failed; stopping {i}");
             launched.stop_all();
             if let Err(save) = update_node(&dir, i, |n| {
                 if n.pid == Some(pid) {
@@ -140,7 +144,7 @@ pub fn start(opts: &StartOptions, progress: &mut dyn Write) -> Result<Started> {
                 let _ = writeln!(progress, "warning: {save:#}");
             }
             Err(e.context(format!(
-                "node{i} did not start and is left stopped (see `aitbc-devnet logs {i} --dir {}`)",
+                "{i} did not start and is left stopped (see `aitbc-devnet logs {i} --dir {}`)",
                 dir.display()
             )))
         }
@@ -150,7 +154,7 @@ pub fn start(opts: &StartOptions, progress: &mut dyn Write) -> Result<Started> {
 /// What `start` prints: the node's row as in `up`'s table, and where it goes from there.
 pub fn table(s: &Started) -> String {
     let row = vec![
-        format!("node{}", s.index),
+        s.member.to_string(),
         s.node.peer_id.clone().unwrap_or_else(|| "-".into()),
         s.node.rpc_url(),
         s.node.p2p_multiaddr(),
@@ -160,29 +164,35 @@ pub fn table(s: &Started) -> String {
         &["node", "peer id", "RPC URL", "P2P multiaddr", "height"],
         &[row],
     );
-    out.push_str(&format!(
-        "\nnode{} started (pid {}); it syncs from its peers and then votes again\n",
-        s.index, s.pid
-    ));
+    let then = match s.member {
+        Member::Validator(_) => "it syncs from its peers and then votes again",
+        Member::Light(_) => "it verifies the headers it missed and then follows the head",
+    };
+    out.push_str(&format!("\n{} started (pid {}); {then}\n", s.member, s.pid));
     out
 }
 
-/// The other nodes and their multiaddrs, node0 (`up`'s seed) first. All of them, not only
+/// The other validators and their multiaddrs, node0 (`up`'s seed) first. All of them, not only
 /// node0 and not only the running ones: the seed may be the node that is down, and a node
 /// without connections redials its bootstrap list, so it also finds peers that come back later.
-fn bootstrap_peers(devnet: &Devnet, i: usize) -> Vec<(usize, String)> {
+/// Light peers are never in it: they serve no blocks.
+fn bootstrap_peers(devnet: &Devnet, member: Member) -> Vec<(usize, String)> {
     devnet
         .nodes
         .iter()
         .enumerate()
-        .filter(|(j, n)| *j != i && n.peer_id.is_some())
+        .filter(|(j, n)| member != Member::Validator(*j) && n.peer_id.is_some())
         .map(|(j, n)| (j, n.p2p_multiaddr()))
         .collect()
 }
 
-/// Applies `change` to node `i` of the record as it is on disk now and saves it; returns the
-/// node as saved.
-fn update_node(dir: &Path, i: usize, change: impl FnOnce(&mut NodeRecord)) -> Result<NodeRecord> {
+/// Applies `change` to `member`'s entry of the record as it is on disk now and saves it;
+/// returns the entry as saved.
+fn update_node(
+    dir: &Path,
+    member: Member,
+    change: impl FnOnce(&mut NodeRecord),
+) -> Result<NodeRecord> {
     let mut devnet = Devnet::load(dir)?.with_context(|| {
         format!(
             "{} disappeared from {}",
@@ -191,9 +201,8 @@ fn update_node(dir: &Path, i: usize, change: impl FnOnce(&mut NodeRecord)) -> Re
         )
     })?;
     let node = devnet
-        .nodes
-        .get_mut(i)
-        .with_context(|| format!("node{i} is no longer in the devnet record"))?;
+        .get_mut(member)
+        .with_context(|| format!("{member} is no longer in the devnet record"))?;
     change(node);
     let node = node.clone();
     devnet.save(dir)?;
@@ -207,13 +216,15 @@ mod tests {
     #[test]
     fn bootstrap_lists_the_other_known_nodes_seed_first() {
         let mut d = crate::record::test_record(3);
-        assert_eq!(bootstrap_peers(&d, 1), vec![], "no peer id known yet");
+        let one = Member::Validator(1);
+        assert_eq!(bootstrap_peers(&d, one), vec![], "no peer id known yet");
         d.nodes[0].peer_id = Some("12D3KooWzero".into());
         d.nodes[2].peer_id = Some("12D3KooWtwo".into());
         let zero = (0, "/ip4/127.0.0.1/tcp/1000/p2p/12D3KooWzero".to_string());
         let two = (2, "/ip4/127.0.0.1/tcp/1002/p2p/12D3KooWtwo".to_string());
-        assert_eq!(bootstrap_peers(&d, 1), vec![zero, two.clone()]);
-        assert_eq!(bootstrap_peers(&d, 0), vec![two]);
+        assert_eq!(bootstrap_peers(&d, one), vec![zero.clone(), two.clone()]);
+        assert_eq!(bootstrap_peers(&d, Member::Validator(0)), vec![two.clone()]);
+        assert_eq!(bootstrap_peers(&d, Member::Light(0)), vec![zero, two]);
     }
 
     #[test]

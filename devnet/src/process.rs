@@ -1,7 +1,7 @@
 //! Node processes: finding the `aitbc-node` binary, spawning a node detached from this process,
 //! recognising it again by pid in a later invocation, and signalling it.
 
-use crate::record::{Devnet, NodeRecord};
+use crate::record::{Devnet, Member, NodeRecord};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
 use std::fs;
@@ -93,21 +93,21 @@ impl CommandEnv for Command {
     }
 }
 
-/// Starts node `index` of `devnet` in `dir` (an absolute path) as a detached process: stdin and
+/// Starts `member` of `devnet` in `dir` (an absolute path) as a detached process: stdin and
 /// stdout null, stderr appended to its `node.log`, and its own process group, so it survives
 /// `up` exiting and a Ctrl-C in `up`'s terminal (which signals the foreground group only).
+/// A validator runs with the devnet's block time; a light peer with `--light`.
 pub fn spawn_node(
     bin: &Path,
     dir: &Path,
     devnet: &Devnet,
-    index: usize,
+    member: Member,
     bootstrap: Option<&str>,
 ) -> Result<Child> {
     let node: &NodeRecord = devnet
-        .nodes
-        .get(index)
-        .with_context(|| format!("node{index} is not in the devnet record"))?;
-    let home = Devnet::home(dir, index);
+        .get(member)
+        .with_context(|| format!("{member} is not in the devnet record"))?;
+    let home = member.home(dir);
     let log_path = home.join(LOG_FILE);
     let mut log = fs::OpenOptions::new()
         .create(true)
@@ -117,7 +117,7 @@ pub fn spawn_node(
     // A marker between runs, so a restarted node's log shows where each run starts.
     writeln!(
         log,
-        "==== aitbc-devnet: starting node{index} (p2p {}, rpc {}) at unix ms {} ====",
+        "==== aitbc-devnet: starting {member} (p2p {}, rpc {}) at unix ms {} ====",
         node.p2p_bind(),
         node.rpc_url(),
         now_ms()
@@ -128,8 +128,11 @@ pub fn spawn_node(
         .arg("--home")
         .arg(&home)
         .args(["--p2p-bind", &node.p2p_bind()])
-        .args(["--rpc-bind", &format!("127.0.0.1:{}", node.rpc_port)])
-        .args(["--block-time", &devnet.block_time_ms.to_string()]);
+        .args(["--rpc-bind", &format!("127.0.0.1:{}", node.rpc_port)]);
+    match member {
+        Member::Validator(_) => cmd.args(["--block-time", &devnet.block_time_ms.to_string()]),
+        Member::Light(_) => cmd.arg("--light"),
+    };
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap-peers", b]);
     }
@@ -139,7 +142,7 @@ pub fn spawn_node(
         .stderr(log)
         .process_group(0);
     cmd.spawn()
-        .with_context(|| format!("starting {} for node{index}", bin.display()))
+        .with_context(|| format!("starting {} for {member}", bin.display()))
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

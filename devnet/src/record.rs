@@ -8,6 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Most validators one devnet may have. Far above what one machine runs usefully (SPEC §9 asks
 /// for 16), low enough that a corrupt record cannot make `up` spawn thousands of processes.
 pub const MAX_NODES: usize = 64;
+/// Most light peers one devnet may have (`up --light K`).
+pub const MAX_LIGHT: usize = 16;
 /// A record with 64 nodes is about 16 KiB; anything much bigger is not one.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -36,15 +39,44 @@ pub struct Devnet {
     pub accounts: u32,
     /// One entry per validator; node `i` lives in `node{i}/`.
     pub nodes: Vec<NodeRecord>,
+    /// One entry per light peer (`up --light K`); light peer `i` lives in `light{i}/`. Absent
+    /// from a record without any, so records written before light peers existed still load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub light: Vec<NodeRecord>,
 }
 
-/// One validator process. Its home is derived from its index, never stored, so a record
-/// cannot point `reset` at another folder.
+/// One process of a devnet, as commands name it: `node2` (or `2`) is a validator, `light0` a
+/// light peer. Its home is derived from it, never stored, so a record cannot point `reset` at
+/// another folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Member {
+    Validator(usize),
+    Light(usize),
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Member::Validator(i) => write!(f, "node{i}"),
+            Member::Light(i) => write!(f, "light{i}"),
+        }
+    }
+}
+
+impl Member {
+    /// Its home folder in the devnet folder `dir`.
+    pub fn home(self, dir: &Path) -> PathBuf {
+        dir.join(self.to_string())
+    }
+}
+
+/// One node process: a validator or a light peer. Its home is derived from its [`Member`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRecord {
-    /// The validator's `ait1…` address.
-    pub validator: String,
+    /// The validator's `ait1…` address; none for a light peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator: Option<String>,
     pub p2p_port: u16,
     pub rpc_port: u16,
     /// The libp2p peer id, known once the node has answered `status` (it is derived from the
@@ -79,9 +111,54 @@ impl Devnet {
         dir.join(DEVNET_FILE)
     }
 
-    /// Home folder of node `index` in `dir`.
+    /// Home folder of validator `index` in `dir`.
     pub fn home(dir: &Path, index: usize) -> PathBuf {
-        dir.join(format!("node{index}"))
+        Member::Validator(index).home(dir)
+    }
+
+    /// Every member: the validators, then the light peers.
+    pub fn members(&self) -> impl Iterator<Item = Member> {
+        (0..self.nodes.len())
+            .map(Member::Validator)
+            .chain((0..self.light.len()).map(Member::Light))
+    }
+
+    /// The record of `member`, if this devnet has it.
+    pub fn get(&self, member: Member) -> Option<&NodeRecord> {
+        match member {
+            Member::Validator(i) => self.nodes.get(i),
+            Member::Light(i) => self.light.get(i),
+        }
+    }
+
+    pub fn get_mut(&mut self, member: Member) -> Option<&mut NodeRecord> {
+        match member {
+            Member::Validator(i) => self.nodes.get_mut(i),
+            Member::Light(i) => self.light.get_mut(i),
+        }
+    }
+
+    /// Parses a `NODE` argument: `2` or `node2` for a validator, `light0` for a light peer,
+    /// which must exist in this devnet.
+    pub fn member(&self, arg: &str) -> Result<Member> {
+        let (member, count) = if let Some(digits) = arg.strip_prefix("light") {
+            (digits.parse().map(Member::Light), self.light.len())
+        } else {
+            let digits = arg.strip_prefix("node").unwrap_or(arg);
+            (digits.parse().map(Member::Validator), self.nodes.len())
+        };
+        let member = member.map_err(|_| {
+            anyhow::anyhow!("NODE {arg:?}: expected a node such as 0, node0 or light0")
+        })?;
+        if self.get(member).is_none() {
+            let range = match (member, count) {
+                (Member::Light(_), 0) => "no light peers".to_string(),
+                (Member::Light(_), n) => format!("light0 to light{}", n - 1),
+                (Member::Validator(_), n) => format!("node0 to node{}", n.saturating_sub(1)),
+            };
+            bail!("NODE {arg}: this devnet has {range}");
+        }
+        Ok(member)
     }
 
     /// Reads and checks the record in `dir`; `Ok(None)` when there is none.
@@ -134,33 +211,46 @@ impl Devnet {
         if self.nodes.is_empty() || self.nodes.len() > MAX_NODES {
             bail!("{} nodes; a devnet has 1 to {MAX_NODES}", self.nodes.len());
         }
+        if self.light.len() > MAX_LIGHT {
+            bail!(
+                "{} light peers; a devnet has at most {MAX_LIGHT}",
+                self.light.len()
+            );
+        }
         let mut ports = std::collections::BTreeSet::new();
-        for (i, n) in self.nodes.iter().enumerate() {
+        for m in self.members() {
+            let Some(n) = self.get(m) else { continue };
             for port in [n.p2p_port, n.rpc_port] {
                 if port == 0 {
-                    bail!("node{i}: port 0");
+                    bail!("{m}: port 0");
                 }
                 if !ports.insert(port) {
-                    bail!("node{i}: port {port} is used twice");
+                    bail!("{m}: port {port} is used twice");
                 }
             }
             if let Some(pid) = n.pid {
                 // kill(2) with 0 signals our own process group, -1 every process we own, and
                 // pid 1 is init: none of them can be a node `up` started.
                 if pid <= 1 || pid > i32::MAX as u32 {
-                    bail!("node{i}: pid {pid} cannot be a node process");
+                    bail!("{m}: pid {pid} cannot be a node process");
                 }
             }
             if let Some(id) = &n.peer_id {
                 // It is spliced into a multiaddr and a command line.
                 if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric())
                 {
-                    bail!("node{i}: peer id {id:?} is not a base58 libp2p peer id");
+                    bail!("{m}: peer id {id:?} is not a base58 libp2p peer id");
                 }
             }
-            n.validator
-                .parse::<aitbc_chain::Address>()
-                .map_err(|e| anyhow::anyhow!("node{i}: validator {:?}: {e}", n.validator))?;
+            match (m, &n.validator) {
+                (Member::Validator(_), Some(v)) => {
+                    v.parse::<aitbc_chain::Address>()
+                        .map_err(|e| anyhow::anyhow!("{m}: validator {v:?}: {e}"))?;
+                }
+                (Member::Validator(_), None) => bail!("{m}: no validator address"),
+                (Member::Light(_), Some(_)) => bail!("{m}: a light peer has no validator"),
+                (Member::Light(_), None) => {}
+            }
         }
         Ok(())
     }
@@ -175,17 +265,17 @@ impl Devnet {
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Indices of nodes whose recorded process is still that node.
-    pub fn running(&self, dir: &Path) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.is_running(dir, i))
+    /// Members whose recorded process is still that member.
+    pub fn running(&self, dir: &Path) -> Vec<Member> {
+        self.members()
+            .filter(|&m| self.is_running(dir, m))
             .collect()
     }
 
-    /// Whether node `i`'s recorded pid is alive and still that node's process.
-    pub fn is_running(&self, dir: &Path, i: usize) -> bool {
-        match self.nodes.get(i).and_then(|n| n.pid) {
-            Some(pid) => crate::process::is_node_process(pid, &Devnet::home(dir, i)),
+    /// Whether `member`'s recorded pid is alive and still that member's process.
+    pub fn is_running(&self, dir: &Path, member: Member) -> bool {
+        match self.get(member).and_then(|n| n.pid) {
+            Some(pid) => crate::process::is_node_process(pid, &member.home(dir)),
             None => false,
         }
     }
@@ -215,13 +305,14 @@ pub(crate) fn test_record(nodes: u32) -> Devnet {
         accounts: 0,
         nodes: (0..nodes)
             .map(|i| NodeRecord {
-                validator: crate::accounts::account_address(i).to_string(),
+                validator: Some(crate::accounts::account_address(i).to_string()),
                 p2p_port: 1000 + i as u16,
                 rpc_port: 2000 + i as u16,
                 peer_id: None,
                 pid: None,
             })
             .collect(),
+        light: Vec::new(),
     }
 }
 
@@ -243,13 +334,20 @@ mod tests {
             accounts: 1000,
             nodes: (0..4u8)
                 .map(|i| NodeRecord {
-                    validator: address(i + 1),
+                    validator: Some(address(i + 1)),
                     p2p_port: 30_000 + u16::from(i) * 2,
                     rpc_port: 30_001 + u16::from(i) * 2,
                     peer_id: Some(format!("12D3KooWabc{i}")),
                     pid: (i % 2 == 0).then_some(4242 + u32::from(i)),
                 })
                 .collect(),
+            light: vec![NodeRecord {
+                validator: None,
+                p2p_port: 30_010,
+                rpc_port: 30_011,
+                peer_id: None,
+                pid: None,
+            }],
         }
     }
 
@@ -283,6 +381,40 @@ mod tests {
             "/ip4/127.0.0.1/tcp/30000/p2p/12D3KooWabc0"
         );
         assert_eq!(Devnet::home(Path::new("x"), 3), Path::new("x/node3"));
+        assert_eq!(Member::Light(1).home(Path::new("x")), Path::new("x/light1"));
+    }
+
+    #[test]
+    fn members_are_named_and_parsed() {
+        let d = sample();
+        let all: Vec<String> = d.members().map(|m| m.to_string()).collect();
+        assert_eq!(all, ["node0", "node1", "node2", "node3", "light0"]);
+        assert_eq!(d.member("2").expect("2"), Member::Validator(2));
+        assert_eq!(d.member("node3").expect("node3"), Member::Validator(3));
+        assert_eq!(d.member("light0").expect("light0"), Member::Light(0));
+        for (arg, says) in [
+            ("4", "node0 to node3"),
+            ("light1", "light0 to light0"),
+            ("x", "expected a node"),
+            ("-1", "expected a node"),
+            ("light", "expected a node"),
+        ] {
+            let err = d.member(arg).expect_err(arg);
+            assert!(err.to_string().contains(says), "{arg}: {err:#}");
+        }
+        let mut none = d;
+        none.light.clear();
+        let err = none.member("light0").expect_err("no light peers");
+        assert!(err.to_string().contains("no light peers"), "{err:#}");
+    }
+
+    #[test]
+    fn a_record_without_light_peers_omits_them_and_loads() {
+        let mut d = sample();
+        d.light.clear();
+        let json = d.to_json().expect("json");
+        assert!(!json.contains("light"), "{json}");
+        assert_eq!(Devnet::from_json(json.as_bytes()).expect("load"), d);
     }
 
     #[test]
@@ -296,7 +428,15 @@ mod tests {
             ("used twice", |d| d.nodes[2].p2p_port = d.nodes[0].rpc_port),
             ("peer id", |d| d.nodes[0].peer_id = Some("a/../b".into())),
             ("peer id", |d| d.nodes[0].peer_id = Some(String::new())),
-            ("validator", |d| d.nodes[3].validator = "nope".into()),
+            ("validator", |d| d.nodes[3].validator = Some("nope".into())),
+            ("no validator", |d| d.nodes[1].validator = None),
+            ("light0: a light peer has no validator", |d| {
+                d.light[0].validator = d.nodes[0].validator.clone()
+            }),
+            ("light0: port 30001 is used twice", |d| {
+                d.light[0].rpc_port = d.nodes[0].rpc_port
+            }),
+            ("light peers", |d| d.light = vec![d.light[0].clone(); 17]),
             ("version", |d| d.version = 2),
             ("nodes", |d| d.nodes.clear()),
         ];

@@ -1,8 +1,9 @@
-//! `aitbc-devnet status`: per node, whether its process runs, and what its RPC says (height,
-//! peers, mempool size, age of the last block).
+//! `aitbc-devnet status`: per node (validators, then light peers), whether its process runs,
+//! and what its RPC says (height, peers, mempool size, age of the last block). A light peer
+//! has no mempool; its height is its verified head.
 
 use crate::process;
-use crate::record::Devnet;
+use crate::record::{Devnet, Member};
 use aitbc_node::client::rpc::RpcClient;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -15,7 +16,7 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// What one node looks like right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeView {
-    pub index: usize,
+    pub member: Member,
     pub pid: Option<u32>,
     pub running: bool,
     pub rpc_url: String,
@@ -52,18 +53,18 @@ pub fn load(dir: &Path) -> Result<(PathBuf, Devnet)> {
 pub fn collect(dir: &Path, devnet: &Devnet) -> Vec<NodeView> {
     std::thread::scope(|s| {
         // Asked in parallel: one unresponsive node must not multiply the wait.
-        let handles: Vec<_> = (0..devnet.nodes.len())
-            .map(|i| s.spawn(move || view(dir, devnet, i)))
+        let handles: Vec<_> = devnet
+            .members()
+            .map(|m| (m, s.spawn(move || view(dir, devnet, m))))
             .collect();
         handles
             .into_iter()
-            .enumerate()
-            .map(|(i, h)| {
+            .map(|(m, h)| {
                 h.join().unwrap_or_else(|_| NodeView {
-                    index: i,
+                    member: m,
                     pid: None,
                     running: false,
-                    rpc_url: devnet.nodes[i].rpc_url(),
+                    rpc_url: devnet.get(m).map(|n| n.rpc_url()).unwrap_or_default(),
                     height: None,
                     peers: None,
                     mempool: None,
@@ -75,14 +76,14 @@ pub fn collect(dir: &Path, devnet: &Devnet) -> Vec<NodeView> {
     })
 }
 
-fn view(dir: &Path, devnet: &Devnet, i: usize) -> NodeView {
-    let node = &devnet.nodes[i];
-    let running = devnet.is_running(dir, i);
+fn view(dir: &Path, devnet: &Devnet, member: Member) -> NodeView {
+    let running = devnet.is_running(dir, member);
+    let node = devnet.get(member);
     let mut v = NodeView {
-        index: i,
-        pid: node.pid.filter(|_| running),
+        member,
+        pid: node.and_then(|n| n.pid).filter(|_| running),
         running,
-        rpc_url: node.rpc_url(),
+        rpc_url: node.map(|n| n.rpc_url()).unwrap_or_default(),
         height: None,
         peers: None,
         mempool: None,
@@ -92,10 +93,13 @@ fn view(dir: &Path, devnet: &Devnet, i: usize) -> NodeView {
     if !running {
         return v;
     }
-    let answer = || -> Result<(Value, Value)> {
+    let answer = || -> Result<(Value, Option<Value>)> {
         let client = RpcClient::with_timeout(&v.rpc_url, RPC_TIMEOUT)?;
         let status = client.call("status", json!({}))?;
-        let mempool = client.call("getMempool", json!({ "limit": 0 }))?;
+        let mempool = match member {
+            Member::Validator(_) => Some(client.call("getMempool", json!({ "limit": 0 }))?),
+            Member::Light(_) => None,
+        };
         Ok((status, mempool))
     };
     match answer() {
@@ -103,7 +107,7 @@ fn view(dir: &Path, devnet: &Devnet, i: usize) -> NodeView {
             v.height = status.get("head_height").and_then(Value::as_u64);
             v.peers = status.get("peers").and_then(Value::as_u64);
             v.head_time_ms = status.get("head_time_ms").and_then(Value::as_u64);
-            v.mempool = mempool.get("count").and_then(Value::as_u64);
+            v.mempool = mempool.and_then(|m| m.get("count").and_then(Value::as_u64));
         }
         Err(e) => v.rpc_error = Some(format!("{e:#}")),
     }
@@ -130,7 +134,7 @@ pub fn render(dir: &Path, devnet: &Devnet, views: &[NodeView], now_ms: u64) -> S
                 _ => dash(),
             };
             vec![
-                format!("node{}", v.index),
+                v.member.to_string(),
                 state.to_string(),
                 num(v.pid.map(u64::from)),
                 num(v.height),
@@ -163,7 +167,7 @@ pub fn render(dir: &Path, devnet: &Devnet, views: &[NodeView], now_ms: u64) -> S
     ));
     for v in views {
         if let Some(e) = &v.rpc_error {
-            out.push_str(&format!("node{}: {e}\n", v.index));
+            out.push_str(&format!("{}: {e}\n", v.member));
         }
     }
     out
@@ -201,7 +205,7 @@ mod tests {
     fn renders_running_stopped_and_unanswering_nodes() {
         let devnet = crate::record::test_record(3);
         let base = NodeView {
-            index: 0,
+            member: Member::Validator(0),
             pid: Some(100),
             running: true,
             rpc_url: "http://127.0.0.1:2000".into(),
@@ -214,7 +218,7 @@ mod tests {
         let views = vec![
             base.clone(),
             NodeView {
-                index: 1,
+                member: Member::Validator(1),
                 pid: None,
                 running: false,
                 height: None,
@@ -224,7 +228,7 @@ mod tests {
                 ..base.clone()
             },
             NodeView {
-                index: 2,
+                member: Member::Light(0),
                 height: None,
                 rpc_error: Some("cannot reach".into()),
                 ..base
@@ -240,7 +244,8 @@ mod tests {
         );
         assert!(lines[3].contains("stopped"), "{text}");
         assert!(lines[4].contains("running, RPC down"), "{text}");
-        assert_eq!(lines[5], "node2: cannot reach");
+        assert!(lines[4].starts_with("light0"), "{text}");
+        assert_eq!(lines[5], "light0: cannot reach");
     }
 
     #[test]

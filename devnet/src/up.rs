@@ -13,7 +13,7 @@
 
 use crate::accounts::{self, ACCOUNT_BALANCE};
 use crate::process::{self, LOG_FILE};
-use crate::record::{Devnet, NodeRecord, FORMAT_VERSION, MAX_NODES};
+use crate::record::{Devnet, Member, NodeRecord, FORMAT_VERSION, MAX_LIGHT, MAX_NODES};
 use aitbc_node::client::rpc::RpcClient;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
@@ -41,6 +41,8 @@ const POLL_RPC_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct UpOptions {
     pub dir: PathBuf,
     pub nodes: Option<u16>,
+    /// Light peers (`aitbc-node run --light`) started beside the validators.
+    pub light: Option<u16>,
     pub block_time_ms: Option<u64>,
     pub accounts: Option<u32>,
     pub chain_id: Option<String>,
@@ -79,7 +81,8 @@ pub fn inspect(dir: &Path) -> Result<DirState> {
     })
 }
 
-/// The outcome of `up`: the devnet as running, its folder (absolute) and each node's height.
+/// The outcome of `up`: the devnet as running, its folder (absolute) and each member's height
+/// (in [`Devnet::members`] order: validators, then light peers).
 #[derive(Debug)]
 pub struct Up {
     pub dir: PathBuf,
@@ -152,6 +155,11 @@ fn check_options(opts: &UpOptions) -> Result<()> {
             bail!("-n/--nodes {n}: a devnet has 1 to {MAX_NODES} nodes");
         }
     }
+    if let Some(k) = opts.light {
+        if usize::from(k) > MAX_LIGHT {
+            bail!("--light {k}: a devnet has 0 to {MAX_LIGHT} light peers");
+        }
+    }
     if opts.timeout.is_zero() {
         bail!("--timeout 0: nodes need time to start");
     }
@@ -163,7 +171,7 @@ fn check_options(opts: &UpOptions) -> Result<()> {
 fn prepare_restart(dir: &Path, mut devnet: Devnet, opts: &UpOptions) -> Result<Devnet> {
     let running = devnet.running(dir);
     if !running.is_empty() {
-        let names: Vec<String> = running.iter().map(|i| format!("node{i}")).collect();
+        let names: Vec<String> = running.iter().map(Member::to_string).collect();
         bail!(
             "a devnet is already running in {} ({} up); see `aitbc-devnet status --dir {0}`, \
              or stop it first with `aitbc-devnet down --dir {0}`",
@@ -177,6 +185,16 @@ fn prepare_restart(dir: &Path, mut devnet: Devnet, opts: &UpOptions) -> Result<D
             bail!(
                 "-n/--nodes {asked}: the stopped devnet in {} has {n} nodes; restart it without \
                  -n, or `aitbc-devnet down --clean --dir {0}` and make a new one",
+                dir.display()
+            );
+        }
+    }
+    if let Some(asked) = opts.light {
+        let k = devnet.light.len();
+        if usize::from(asked) != k {
+            bail!(
+                "--light {asked}: the stopped devnet in {} has {k} light peers; restart it \
+                 without --light, or `aitbc-devnet down --clean --dir {0}` and make a new one",
                 dir.display()
             );
         }
@@ -200,27 +218,28 @@ fn prepare_restart(dir: &Path, mut devnet: Devnet, opts: &UpOptions) -> Result<D
         }
     }
     // Whatever pids are recorded belong to processes that are gone (or are no longer nodes).
-    for node in &mut devnet.nodes {
+    for node in devnet.nodes.iter_mut().chain(&mut devnet.light) {
         node.pid = None;
     }
     if let Some(bt) = opts.block_time_ms {
         // A node-level override: the genesis keeps its value, the nodes run with this one.
         devnet.block_time_ms = bt;
     }
-    for i in 0..n {
-        check_home(dir, i)?;
+    let members: Vec<Member> = devnet.members().collect();
+    for &m in &members {
+        check_home(dir, m)?;
     }
-    for i in 0..n {
-        check_ports_free(dir, &devnet, i)?;
+    for &m in &members {
+        check_ports_free(dir, &devnet, m)?;
     }
     devnet.save(dir)?;
     Ok(devnet)
 }
 
-/// Fails unless node `i`'s home still holds its config: a node started without one would run
-/// with defaults (another chain, default ports), not as this devnet's validator.
-pub(crate) fn check_home(dir: &Path, i: usize) -> Result<()> {
-    let home = Devnet::home(dir, i);
+/// Fails unless `member`'s home still holds its config: a node started without one would run
+/// with defaults (another chain, default ports), not as this devnet's member.
+pub(crate) fn check_home(dir: &Path, member: Member) -> Result<()> {
+    let home = member.home(dir);
     if !home.join(aitbc_node::home::CONFIG_FILE).is_file() {
         bail!(
             "{} has no {}: the devnet folder is damaged; `aitbc-devnet down --clean --dir {}` \
@@ -233,17 +252,16 @@ pub(crate) fn check_home(dir: &Path, i: usize) -> Result<()> {
     Ok(())
 }
 
-/// Fails if node `i`'s recorded ports are taken: a node restarted on its recorded ports must
+/// Fails if `member`'s recorded ports are taken: a node restarted on its recorded ports must
 /// get them all, since its peers and `devnet.json` know it only by them.
-pub(crate) fn check_ports_free(dir: &Path, devnet: &Devnet, i: usize) -> Result<()> {
+pub(crate) fn check_ports_free(dir: &Path, devnet: &Devnet, member: Member) -> Result<()> {
     let node = devnet
-        .nodes
-        .get(i)
-        .with_context(|| format!("node{i} is not in the devnet record"))?;
+        .get(member)
+        .with_context(|| format!("{member} is not in the devnet record"))?;
     for (what, port) in [("P2P", node.p2p_port), ("RPC", node.rpc_port)] {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             bail!(
-                "port {port} ({what} of node{i}) is in use on 127.0.0.1: another node or \
+                "port {port} ({what} of {member}) is in use on 127.0.0.1: another node or \
                  program holds it; stop it, or `aitbc-devnet down --clean --dir {}` and \
                  make a new devnet on fresh ports",
                 dir.display()
@@ -269,6 +287,7 @@ fn empty_folder(dir: &Path) -> io::Result<()> {
 /// Makes a new devnet in the empty folder `dir`: homes, genesis, accounts, ports, record.
 fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) -> Result<Devnet> {
     let n = usize::from(opts.nodes.unwrap_or(crate::DEFAULT_NODES));
+    let k = usize::from(opts.light.unwrap_or(0));
     let chain_id = opts
         .chain_id
         .clone()
@@ -277,14 +296,19 @@ fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) ->
     let account_count = opts.accounts.unwrap_or(accounts::DEFAULT_ACCOUNTS);
     let _ = writeln!(
         progress,
-        "creating a {n}-validator devnet (chain {chain_id}) in {}",
+        "creating a {n}-validator devnet{} (chain {chain_id}) in {}",
+        if k > 0 {
+            format!(" with {k} light peer(s)")
+        } else {
+            String::new()
+        },
         dir.display()
     );
-
-    let mut validators = Vec::with_capacity(n);
-    for i in 0..n {
+    // A light peer's home is an ordinary node home (its validator key is never used): the
+    // same `init`, config and genesis, run with `--light`.
+    let init = |member: Member| -> Result<PathBuf> {
         process::check_interrupted()?;
-        let home = Devnet::home(dir, i);
+        let home = member.home(dir);
         process::run_node_cli(
             bin,
             &[
@@ -295,6 +319,12 @@ fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) ->
                 OsStr::new(&chain_id),
             ],
         )?;
+        Ok(home)
+    };
+
+    let mut validators = Vec::with_capacity(n);
+    for i in 0..n {
+        let home = init(Member::Validator(i))?;
         let shown = process::run_node_cli(
             bin,
             &[
@@ -381,13 +411,26 @@ fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) ->
     .context("editing the devnet genesis")?;
     let json =
         fs::read(&genesis_path).with_context(|| format!("reading {}", genesis_path.display()))?;
-    for i in 0..n {
-        let path = Devnet::home(dir, i).join(aitbc_node::home::GENESIS_FILE);
+    for i in 0..k {
+        init(Member::Light(i))?;
+    }
+    let members = (0..n)
+        .map(Member::Validator)
+        .chain((0..k).map(Member::Light));
+    for m in members {
+        let path = m.home(dir).join(aitbc_node::home::GENESIS_FILE);
         crate::record::write_atomic(&path, &json)
             .with_context(|| format!("writing {}", path.display()))?;
     }
 
-    let ports = free_ports(2 * n)?;
+    let ports = free_ports(2 * (n + k))?;
+    let record = |slot: usize, validator: Option<String>| NodeRecord {
+        validator,
+        p2p_port: ports[2 * slot],
+        rpc_port: ports[2 * slot + 1],
+        peer_id: None,
+        pid: None,
+    };
     let devnet = Devnet {
         version: FORMAT_VERSION,
         chain_id,
@@ -397,14 +440,9 @@ fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) ->
         nodes: validators
             .into_iter()
             .enumerate()
-            .map(|(i, (_, address))| NodeRecord {
-                validator: address,
-                p2p_port: ports[2 * i],
-                rpc_port: ports[2 * i + 1],
-                peer_id: None,
-                pid: None,
-            })
+            .map(|(i, (_, address))| record(i, Some(address)))
             .collect(),
+        light: (0..k).map(|i| record(n + i, None)).collect(),
     };
     devnet.save(dir)?;
     Ok(devnet)
@@ -440,7 +478,7 @@ pub fn free_ports(count: usize) -> Result<Vec<u16>> {
 /// The children this `up` (or `start`) started. Unless disarmed, dropping it stops them all,
 /// so no path out of `up` (an error, a panic) leaves orphans.
 pub(crate) struct Launched {
-    children: Vec<(usize, Child)>,
+    children: Vec<(Member, Child)>,
     armed: bool,
 }
 
@@ -452,9 +490,9 @@ impl Launched {
         }
     }
 
-    /// Node `i`'s process, stopped on drop until [`Launched::disarm`].
-    pub(crate) fn push(&mut self, i: usize, child: Child) {
-        self.children.push((i, child));
+    /// `member`'s process, stopped on drop until [`Launched::disarm`].
+    pub(crate) fn push(&mut self, member: Member, child: Child) {
+        self.children.push((member, child));
     }
 
     /// The nodes are started and recorded: from now on they outlive this process.
@@ -478,16 +516,16 @@ impl Launched {
         self.children.clear();
     }
 
-    /// Fails if node `i` has exited, with its status and log tail.
-    fn check_alive(&mut self, dir: &Path, i: usize) -> Result<()> {
-        let Some((_, child)) = self.children.iter_mut().find(|(j, _)| *j == i) else {
+    /// Fails if `member` has exited, with its status and log tail.
+    fn check_alive(&mut self, dir: &Path, member: Member) -> Result<()> {
+        let Some((_, child)) = self.children.iter_mut().find(|(m, _)| *m == member) else {
             return Ok(());
         };
         if let Some(status) = child.try_wait().context("checking a node process")? {
             bail!(
-                "node{i} exited ({status}); last lines of {}:\n{}",
-                log_path(dir, i).display(),
-                process::log_tail(&log_path(dir, i), LOG_TAIL_LINES)
+                "{member} exited ({status}); last lines of {}:\n{}",
+                log_path(dir, member).display(),
+                process::log_tail(&log_path(dir, member), LOG_TAIL_LINES)
             );
         }
         Ok(())
@@ -502,12 +540,13 @@ impl Drop for Launched {
     }
 }
 
-fn log_path(dir: &Path, i: usize) -> PathBuf {
-    Devnet::home(dir, i).join(LOG_FILE)
+fn log_path(dir: &Path, member: Member) -> PathBuf {
+    member.home(dir).join(LOG_FILE)
 }
 
-/// Starts node0, learns its peer id, starts the rest bootstrapping from it, and waits until all
-/// have seen [`MIN_BLOCKS`] new blocks committed. On failure stops what it started and clears the pids.
+/// Starts node0, learns its peer id, starts the other validators and then the light peers
+/// bootstrapping from it, and waits until all have seen [`MIN_BLOCKS`] new blocks committed
+/// (a light peer: verified). On failure stops what it started and clears the pids.
 fn start_all(
     dir: &Path,
     bin: &Path,
@@ -531,7 +570,7 @@ fn start_all(
                 dir.display()
             ));
             launched.stop_all();
-            for n in &mut devnet.nodes {
+            for n in devnet.nodes.iter_mut().chain(&mut devnet.light) {
                 n.pid = None;
             }
             if let Err(save) = devnet.save(dir) {
@@ -551,26 +590,36 @@ fn start_inner(
     launched: &mut Launched,
 ) -> Result<Vec<u64>> {
     let deadline = Instant::now() + timeout;
-    let n = devnet.nodes.len();
+    let seed = Member::Validator(0);
     let _ = writeln!(progress, "starting node0");
-    let child = process::spawn_node(bin, dir, devnet, 0, None)?;
-    devnet.nodes[0].pid = Some(child.id());
-    launched.push(0, child);
-    devnet.save(dir)?;
-    let mut start_height = learn_peer_id(dir, devnet, 0, launched, deadline)?;
+    spawn(dir, bin, devnet, seed, None, launched)?;
+    let mut start_height = learn_peer_id(dir, devnet, seed, launched, deadline)?;
     let boot = devnet.nodes[0].p2p_multiaddr();
+    let (n, k) = (devnet.nodes.len(), devnet.light.len());
     if n > 1 {
         let _ = writeln!(progress, "starting node1..node{} (bootstrap {boot})", n - 1);
     }
-    for i in 1..n {
-        let child = process::spawn_node(bin, dir, devnet, i, Some(&boot))?;
-        devnet.nodes[i].pid = Some(child.id());
-        launched.push(i, child);
-        // Saved after each spawn: if this process dies here, `down` still finds the node.
-        devnet.save(dir)?;
+    let validators: Vec<Member> = (1..n).map(Member::Validator).collect();
+    for &m in &validators {
+        spawn(dir, bin, devnet, m, Some(&boot), launched)?;
     }
-    for i in 1..n {
-        start_height = start_height.max(learn_peer_id(dir, devnet, i, launched, deadline)?);
+    for &m in &validators {
+        start_height = start_height.max(learn_peer_id(dir, devnet, m, launched, deadline)?);
+    }
+    // Light peers start once every validator runs, so the first peer they meet can serve them.
+    if k > 0 {
+        let _ = writeln!(
+            progress,
+            "starting light0..light{} (bootstrap {boot})",
+            k - 1
+        );
+    }
+    let light: Vec<Member> = (0..k).map(Member::Light).collect();
+    for &m in &light {
+        spawn(dir, bin, devnet, m, Some(&boot), launched)?;
+    }
+    for &m in &light {
+        learn_peer_id(dir, devnet, m, launched, deadline)?;
     }
     let target = start_height + MIN_BLOCKS;
     let _ = writeln!(
@@ -581,44 +630,67 @@ fn start_inner(
     wait_heights(dir, devnet, target, launched, deadline)
 }
 
-/// Polls node `i`'s `status` until it answers, then records its peer id. Returns its head
+/// Spawns `member`, records its pid at once (if this process dies here, `down` still finds
+/// it) and hands it to `launched`.
+fn spawn(
+    dir: &Path,
+    bin: &Path,
+    devnet: &mut Devnet,
+    member: Member,
+    bootstrap: Option<&str>,
+    launched: &mut Launched,
+) -> Result<()> {
+    let child = process::spawn_node(bin, dir, devnet, member, bootstrap)?;
+    let pid = child.id();
+    launched.push(member, child);
+    devnet
+        .get_mut(member)
+        .with_context(|| format!("{member} is not in the devnet record"))?
+        .pid = Some(pid);
+    devnet.save(dir)
+}
+
+/// Polls `member`'s `status` until it answers, then records its peer id. Returns its head
 /// height at that moment.
 fn learn_peer_id(
     dir: &Path,
     devnet: &mut Devnet,
-    i: usize,
+    member: Member,
     launched: &mut Launched,
     deadline: Instant,
 ) -> Result<u64> {
-    let (id, height) = wait_for_status(dir, &devnet.nodes[i].rpc_url(), i, launched, deadline)?;
-    devnet.nodes[i].peer_id = Some(id);
+    let node = devnet
+        .get_mut(member)
+        .with_context(|| format!("{member} is not in the devnet record"))?;
+    let (id, height) = wait_for_status(dir, &node.rpc_url(), member, launched, deadline)?;
+    node.peer_id = Some(id);
     // `save` checks the peer id before it reaches a multiaddr or command line.
     devnet
         .save(dir)
-        .with_context(|| format!("node{i}: peer id"))?;
+        .with_context(|| format!("{member}: peer id"))?;
     Ok(height)
 }
 
-/// Polls node `i` (just started, in `launched`) at `rpc_url` until its `status` answers;
+/// Polls `member` (just started, in `launched`) at `rpc_url` until its `status` answers;
 /// returns its peer id and head height. Fails at `deadline`, on an interrupt, or as soon as
 /// the process exits, with its log tail.
 pub(crate) fn wait_for_status(
     dir: &Path,
     rpc_url: &str,
-    i: usize,
+    member: Member,
     launched: &mut Launched,
     deadline: Instant,
 ) -> Result<(String, u64)> {
     let client = RpcClient::with_timeout(rpc_url, POLL_RPC_TIMEOUT)?;
     loop {
         process::check_interrupted()?;
-        launched.check_alive(dir, i)?;
+        launched.check_alive(dir, member)?;
         match client.call("status", json!({})) {
             Ok(status) => {
                 let id = status
                     .get("peer_id")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| anyhow!("node{i}: `status` has no peer_id: {status}"))?;
+                    .ok_or_else(|| anyhow!("{member}: `status` has no peer_id: {status}"))?;
                 let height = status
                     .get("head_height")
                     .and_then(Value::as_u64)
@@ -626,17 +698,17 @@ pub(crate) fn wait_for_status(
                 return Ok((id.to_string(), height));
             }
             Err(e) if Instant::now() >= deadline => bail!(
-                "node{i} did not answer on {} in time ({e}); last lines of {}:\n{}",
+                "{member} did not answer on {} in time ({e}); last lines of {}:\n{}",
                 client.url(),
-                log_path(dir, i).display(),
-                process::log_tail(&log_path(dir, i), LOG_TAIL_LINES)
+                log_path(dir, member).display(),
+                process::log_tail(&log_path(dir, member), LOG_TAIL_LINES)
             ),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
 }
 
-/// Head height of node `i`, if it answers.
+/// Head height of a node, if it answers.
 fn head_height(node: &NodeRecord) -> Option<u64> {
     let client = RpcClient::with_timeout(&node.rpc_url(), POLL_RPC_TIMEOUT).ok()?;
     client
@@ -646,7 +718,8 @@ fn head_height(node: &NodeRecord) -> Option<u64> {
         .as_u64()
 }
 
-/// Polls every node until all are at `target` or above.
+/// Polls every member until all are at `target` or above; returns their heights in
+/// [`Devnet::members`] order.
 fn wait_heights(
     dir: &Path,
     devnet: &Devnet,
@@ -654,29 +727,30 @@ fn wait_heights(
     launched: &mut Launched,
     deadline: Instant,
 ) -> Result<Vec<u64>> {
+    let members: Vec<Member> = devnet.members().collect();
     loop {
         process::check_interrupted()?;
-        let mut heights = Vec::with_capacity(devnet.nodes.len());
-        for (i, node) in devnet.nodes.iter().enumerate() {
-            launched.check_alive(dir, i)?;
-            heights.push(head_height(node));
+        let mut heights = Vec::with_capacity(members.len());
+        for &m in &members {
+            launched.check_alive(dir, m)?;
+            heights.push(devnet.get(m).and_then(head_height));
         }
         if heights.iter().all(|h| h.is_some_and(|h| h >= target)) {
             return Ok(heights.into_iter().map(Option::unwrap_or_default).collect());
         }
         if Instant::now() >= deadline {
             // The lowest node is the one to look at (no answer counts lowest).
-            let (worst, _) = heights
+            let worst = members
                 .iter()
-                .enumerate()
+                .zip(&heights)
                 .min_by_key(|(_, h)| h.map_or(-1, |h| h as i128))
-                .unwrap_or((0, &None));
-            let shown: Vec<String> = heights
+                .map_or(Member::Validator(0), |(m, _)| *m);
+            let shown: Vec<String> = members
                 .iter()
-                .enumerate()
-                .map(|(i, h)| match h {
-                    Some(h) => format!("node{i} at {h}"),
-                    None => format!("node{i} not answering"),
+                .zip(&heights)
+                .map(|(m, h)| match h {
+                    Some(h) => format!("{m} at {h}"),
+                    None => format!("{m} not answering"),
                 })
                 .collect();
             bail!(
@@ -694,17 +768,17 @@ fn wait_heights(
 pub fn table(up: &Up) -> String {
     let rows: Vec<Vec<String>> = up
         .devnet
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            vec![
-                format!("node{i}"),
+        .members()
+        .zip(up.heights.iter().map(Some).chain(std::iter::repeat(None)))
+        .filter_map(|(m, h)| {
+            let n = up.devnet.get(m)?;
+            Some(vec![
+                m.to_string(),
                 n.peer_id.clone().unwrap_or_else(|| "-".into()),
                 n.rpc_url(),
                 n.p2p_multiaddr(),
-                up.heights.get(i).map_or("-".into(), u64::to_string),
-            ]
+                h.map_or("-".into(), u64::to_string),
+            ])
         })
         .collect();
     let mut out = crate::table::render(
@@ -738,6 +812,7 @@ mod tests {
         UpOptions {
             dir: dir.to_path_buf(),
             nodes: None,
+            light: None,
             block_time_ms: None,
             accounts: None,
             chain_id: None,
@@ -834,8 +909,9 @@ mod tests {
         // A stale pid (this test process is alive but is no node) counts as stopped.
         record(Some(std::process::id())).save(&dir).expect("save");
         type Flag = fn(&mut UpOptions);
-        let cases: [(&str, Flag); 3] = [
+        let cases: [(&str, Flag); 4] = [
             ("-n/--nodes 3", |o| o.nodes = Some(3)),
+            ("--light 1", |o| o.light = Some(1)),
             ("--chain-id other", |o| o.chain_id = Some("other".into())),
             ("--accounts 9", |o| o.accounts = Some(9)),
         ];

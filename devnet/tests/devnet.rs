@@ -84,7 +84,10 @@ fn four_validators_converge_and_down_clean_removes_everything() {
     // Genesis funds the faucet (validator0) and the deterministic devnet accounts, whose key
     // files are 0600.
     assert_eq!(
-        balance(&clients[1], &d.nodes[0].validator),
+        balance(
+            &clients[1],
+            d.nodes[0].validator.as_deref().expect("a validator")
+        ),
         aitbc_node::home::DEV_BALANCE
     );
     assert_eq!(d.accounts, 1000);

@@ -18,10 +18,10 @@
 #[allow(dead_code)]
 mod common;
 
-use aitbc_devnet::bench::rpc::Conn;
+use aitbc_devnet::record::Member;
 use aitbc_node::client::rpc::RpcClient;
-use common::{try_height, Net};
-use serde_json::{json, Value};
+use common::{hashes, try_height, Net};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Block time of these devnets: short, so a few seconds hold dozens of heights.
@@ -31,8 +31,6 @@ const BLOCK_TIME_MS: &str = "100";
 const WAIT: Duration = Duration::from_secs(120);
 /// Blocks every devnet commits before its fault.
 const HISTORY: u64 = 10;
-/// Heights checked per JSON-RPC batch (the node's default batch limit is 100).
-const BATCH: u64 = 100;
 
 /// A 4-validator devnet at [`BLOCK_TIME_MS`], with no funded accounts (nothing here sends a
 /// transaction, and writing 1,000 key files only slows `up`), whose nodes have all committed
@@ -95,53 +93,12 @@ fn all_at(clients: &[RpcClient], nodes: &[usize], target: u64) -> bool {
         .all(|h| h.is_some_and(|h| h >= target))
 }
 
-/// Node `i`'s block hashes at heights `1..=to` (index 0 is height 1), read with `getHeader`
-/// in batches: the node's per-IP rate limit counts HTTP requests, and a check of a few hundred
-/// heights on four nodes would otherwise run into it. A batch refused as a whole (rate limit,
-/// a slow answer) is retried until [`WAIT`].
-fn hashes(net: &Net, i: usize, to: u64) -> Vec<String> {
-    let url = net.record().nodes[i].rpc_url();
-    let mut conn = Conn::new(&url, Duration::from_secs(10));
-    let mut out = Vec::new();
-    let mut from = 1;
-    while from <= to {
-        let last = to.min(from + BATCH - 1);
-        let params: Vec<String> = (from..=last)
-            .map(|h| serde_json::json!({ "height": h }).to_string())
-            .collect();
-        let calls: Vec<(&str, &str)> = params.iter().map(|p| ("getHeader", p.as_str())).collect();
-        let start = Instant::now();
-        let answers = loop {
-            match conn.batch::<Value>(&calls) {
-                Ok(a) => break a,
-                Err(e) => {
-                    assert!(
-                        start.elapsed() < WAIT,
-                        "node{i}: getHeader {from}..={last}: {e}"
-                    );
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        };
-        for (h, answer) in (from..=last).zip(answers) {
-            let header = answer.unwrap_or_else(|e| panic!("node{i}: getHeader {h}: {e}"));
-            assert_eq!(header["header"]["height"], h, "node{i}: header {h}");
-            let hash = header["hash"]
-                .as_str()
-                .unwrap_or_else(|| panic!("node{i}: header {h} has no hash: {header}"));
-            out.push(hash.to_string());
-        }
-        from = last + 1;
-    }
-    out
-}
-
 /// Asserts that `nodes` report the same block hash at every height `1..=to`, naming the first
 /// height where one differs; returns that chain of hashes.
 fn assert_one_chain(net: &Net, nodes: &[usize], to: u64) -> Vec<String> {
-    let reference = hashes(net, nodes[0], to);
+    let reference = hashes(net, Member::Validator(nodes[0]), to);
     for &i in &nodes[1..] {
-        let other = hashes(net, i, to);
+        let other = hashes(net, Member::Validator(i), to);
         if let Some(h) = (0..reference.len()).find(|&k| other[k] != reference[k]) {
             panic!(
                 "node{i} and node{} disagree at height {}: {} vs {}",
@@ -214,7 +171,7 @@ fn one_of_four_killed_others_commit_and_it_catches_up() {
 
     // What node3 has reported is committed: a crash must not take it back.
     let reported = try_height(&clients[3]).expect("node3 answers");
-    let before = hashes(&net, 3, reported);
+    let before = hashes(&net, Member::Validator(3), reported);
     stop(&net, &clients, 3, true);
 
     let at_kill = max_height(&clients, &[0, 1, 2]);
@@ -332,7 +289,8 @@ fn late_joiner_syncs_from_zero_and_joins_consensus() {
             .is_some(),
         "node3 stored nothing"
     );
-    aitbc_devnet::down::wipe_chain_data(&net.dir, &net.record(), 3).expect("wipe node3");
+    aitbc_devnet::down::wipe_chain_data(&net.dir, &net.record(), Member::Validator(3))
+        .expect("wipe node3");
     assert!(
         std::fs::read_dir(&data)
             .expect("node3 data")
@@ -371,7 +329,10 @@ fn late_joiner_syncs_from_zero_and_joins_consensus() {
     );
     // The certificates say so too. The first block after the stop may still carry node2's
     // votes, sent just before it went; from the next one on only node0, node1, node3 can sign.
-    let node3 = net.record().nodes[3].validator.clone();
+    let node3 = net.record().nodes[3]
+        .validator
+        .clone()
+        .expect("a validator");
     let validators = clients[0]
         .call("getValidators", json!({}))
         .expect("getValidators");

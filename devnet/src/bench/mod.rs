@@ -28,7 +28,7 @@ pub mod stats;
 
 use crate::accounts::{account_address, account_key};
 use crate::process;
-use crate::record::Devnet;
+use crate::record::{Devnet, Member};
 use crate::table::thousands;
 use aitbc_chain::{Address, SecretKey};
 use anyhow::{bail, Context, Result};
@@ -140,7 +140,10 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     let node_count = devnet.nodes.len();
     let mut pids = Vec::with_capacity(node_count);
     for (i, node) in devnet.nodes.iter().enumerate() {
-        match node.pid.filter(|_| devnet.is_running(&dir, i)) {
+        match node
+            .pid
+            .filter(|_| devnet.is_running(&dir, Member::Validator(i)))
+        {
             Some(pid) => pids.push(pid),
             None => bail!(
                 "node{i} is not running: the bench needs every validator (start them with \

@@ -12,13 +12,14 @@
 //!
 //! Not every test file uses every item here, so each declares `#[allow(dead_code)] mod common;`.
 
+use aitbc_devnet::bench::rpc::Conn;
 use aitbc_devnet::process::is_node_process;
-use aitbc_devnet::record::Devnet;
+use aitbc_devnet::record::{Devnet, Member};
 use aitbc_node::client::rpc::RpcClient;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const DEVNET: &str = env!("CARGO_BIN_EXE_aitbc-devnet");
 
@@ -99,7 +100,7 @@ impl Net {
             .expect("devnet.json present")
     }
 
-    /// A client for every node.
+    /// A client for every validator.
     pub fn clients(&self) -> Vec<RpcClient> {
         self.record()
             .nodes
@@ -114,31 +115,36 @@ impl Net {
             .expect("rpc url")
     }
 
+    /// A client for `member` (validator or light peer).
+    pub fn member_client(&self, member: Member) -> RpcClient {
+        let record = self.record();
+        let node = record.get(member).expect("a member of the devnet");
+        RpcClient::with_timeout(&node.rpc_url(), Duration::from_secs(30)).expect("rpc url")
+    }
+
     /// The tail of every node's log, for failure messages.
     pub fn logs(&self) -> String {
         let Ok(Some(d)) = Devnet::load(&self.dir) else {
             return String::new();
         };
-        (0..d.nodes.len())
-            .map(|i| {
-                let log = std::fs::read_to_string(Devnet::home(&self.dir, i).join("node.log"))
-                    .unwrap_or_default();
+        d.members()
+            .map(|m| {
+                let log =
+                    std::fs::read_to_string(m.home(&self.dir).join("node.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- node{i} ---\n{}\n", tail.join("\n"))
+                format!("--- {m} ---\n{}\n", tail.join("\n"))
             })
             .collect()
     }
 
-    /// `(pid, home)` of every recorded node process.
+    /// `(pid, home)` of every recorded node process, light peers included.
     pub fn recorded_pids(&self) -> Vec<(u32, PathBuf)> {
         let Ok(Some(d)) = Devnet::load(&self.dir) else {
             return Vec::new();
         };
-        d.nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((n.pid?, Devnet::home(&self.dir, i))))
+        d.members()
+            .filter_map(|m| Some((d.get(m)?.pid?, m.home(&self.dir))))
             .collect()
     }
 }
@@ -178,4 +184,54 @@ pub fn balance(c: &RpcClient, address: &(impl serde::Serialize + ?Sized)) -> u64
         .expect("getBalance")["balance"]
         .as_u64()
         .expect("balance")
+}
+
+/// Heights asked per JSON-RPC batch (the node's default batch limit is 100).
+const BATCH: u64 = 100;
+/// How long a refused batch (rate limit, slow answer) is retried: only a node that really
+/// stopped answering hits it.
+const BATCH_RETRY: Duration = Duration::from_secs(120);
+
+/// `member`'s block hashes at heights `1..=to` (index 0 is height 1), read with `getHeader`
+/// in batches: the node's per-IP rate limit counts HTTP requests, and a check of a few hundred
+/// heights on several nodes would otherwise run into it.
+pub fn hashes(net: &Net, member: Member, to: u64) -> Vec<String> {
+    let record = net.record();
+    let url = record
+        .get(member)
+        .expect("a member of the devnet")
+        .rpc_url();
+    let mut conn = Conn::new(&url, Duration::from_secs(10));
+    let mut out = Vec::new();
+    let mut from = 1;
+    while from <= to {
+        let last = to.min(from + BATCH - 1);
+        let params: Vec<String> = (from..=last)
+            .map(|h| json!({ "height": h }).to_string())
+            .collect();
+        let calls: Vec<(&str, &str)> = params.iter().map(|p| ("getHeader", p.as_str())).collect();
+        let start = Instant::now();
+        let answers = loop {
+            match conn.batch::<Value>(&calls) {
+                Ok(a) => break a,
+                Err(e) => {
+                    assert!(
+                        start.elapsed() < BATCH_RETRY,
+                        "{member}: getHeader {from}..={last}: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
+        for (h, answer) in (from..=last).zip(answers) {
+            let header = answer.unwrap_or_else(|e| panic!("{member}: getHeader {h}: {e}"));
+            assert_eq!(header["header"]["height"], h, "{member}: header {h}");
+            let hash = header["hash"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{member}: header {h} has no hash: {header}"));
+            out.push(hash.to_string());
+        }
+        from = last + 1;
+    }
+    out
 }
