@@ -28,7 +28,7 @@ use aitbc_p2p::{
 use aitbc_rpc::{AccountInfo, ApiError, HeaderInfo, NodeEvent, RpcMetrics};
 use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -84,6 +84,10 @@ pub struct Light {
     tracker: Mutex<Tracker>,
     /// Heads peers reported at the last poll; balance queries ask peers at or above ours.
     peer_heads: Mutex<BTreeMap<PeerId, u64>>,
+    /// Peers that claimed a head above ours but served no headers towards it when asked. Their
+    /// claims are still tried, but left out of `best_peer_height` (and so of `syncStatus`'s
+    /// lag) until they serve a run that verifies: a peer cannot make us look behind by saying so.
+    unbacked: Mutex<BTreeSet<PeerId>>,
     wake: mpsc::Sender<()>,
 }
 
@@ -277,6 +281,33 @@ impl Light {
         Err(ApiError::unavailable("no_verified_proof", last_problem))
     }
 
+    /// Records whether `peer` served headers towards the head it claimed.
+    fn backed(&self, peer: PeerId, served: bool) {
+        let mut unbacked = self.unbacked.lock().unwrap_or_else(|e| e.into_inner());
+        if served {
+            unbacked.remove(&peer);
+        } else {
+            unbacked.insert(peer);
+        }
+    }
+
+    /// Recomputes `best_peer_height` from the heads of peers whose claims are not unbacked;
+    /// returns it.
+    fn update_best(&self) -> u64 {
+        let unbacked = self.unbacked.lock().unwrap_or_else(|e| e.into_inner());
+        let best = self
+            .peer_heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(p, _)| !unbacked.contains(p))
+            .map(|(_, h)| *h)
+            .max()
+            .unwrap_or(0);
+        self.best_peer_height.store(best, Ordering::Relaxed);
+        best
+    }
+
     /// Bans `peer` for serving data that does not verify.
     async fn penalise(&self, peer: PeerId, reason: &'static str, why: String) {
         tracing::warn!(component = "light", event = "bad_peer", %peer, reason, "{why}");
@@ -397,6 +428,7 @@ async fn run_async(config: NodeConfig) -> Result<()> {
             halted,
         }),
         peer_heads: Mutex::new(BTreeMap::new()),
+        unbacked: Mutex::new(BTreeSet::new()),
         wake: wake_tx,
     });
 
@@ -499,13 +531,13 @@ fn judge_block(light: &Light, data: &[u8], limits: aitbc_p2p::Limits) -> Accepta
 /// Polls peers' heads and catches up with headers from several peers in parallel.
 async fn sync(light: Arc<Light>, mut wake: mpsc::Receiver<()>) {
     loop {
-        poll_status(&light).await;
-        let best = light.best_peer_height.load(Ordering::Relaxed);
-        if best > light.head_height() && light.halted().is_none() {
+        let claimed = poll_status(&light).await;
+        if claimed > light.head_height() && light.halted().is_none() {
             light.syncing.store(true, Ordering::Relaxed);
-            catch_up(&light, best).await;
+            catch_up(&light, claimed).await;
             light.syncing.store(false, Ordering::Relaxed);
         }
+        let best = light.update_best();
         light
             .metrics
             .set_sync(false, best.saturating_sub(light.head_height()));
@@ -517,9 +549,10 @@ async fn sync(light: Arc<Light>, mut wake: mpsc::Receiver<()>) {
     }
 }
 
-async fn poll_status(light: &Light) {
+/// Asks every connected peer for its head; returns the highest claimed.
+async fn poll_status(light: &Light) -> u64 {
     let Ok(list) = light.net.peers().await else {
-        return;
+        return 0;
     };
     let mut asks = JoinSet::new();
     for p in list.into_iter().filter(|p| p.connected) {
@@ -532,9 +565,15 @@ async fn poll_status(light: &Light) {
             heads.insert(peer, s.head_height);
         }
     }
-    let best = heads.values().copied().max().unwrap_or(0);
-    light.best_peer_height.store(best, Ordering::Relaxed);
+    let claimed = heads.values().copied().max().unwrap_or(0);
+    light
+        .unbacked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| heads.contains_key(p));
     *light.peer_heads.lock().unwrap_or_else(|e| e.into_inner()) = heads;
+    light.update_best();
+    claimed
 }
 
 /// Fetches `CHUNK`-header runs from up to `PARALLEL` peers at once and applies them in order;
@@ -562,7 +601,7 @@ async fn catch_up(light: &Arc<Light>, target: u64) {
         }
         able.sort_by_key(|(p, h)| (failures.get(p).copied().unwrap_or(0), std::cmp::Reverse(*h)));
         let mut fetches = JoinSet::new();
-        for (i, (peer, _)) in able.into_iter().take(PARALLEL).enumerate() {
+        for (i, (peer, claimed)) in able.into_iter().take(PARALLEL).enumerate() {
             let from = head + 1 + i as u64 * u64::from(CHUNK);
             if from > target {
                 break;
@@ -573,19 +612,22 @@ async fn catch_up(light: &Arc<Light>, target: u64) {
                 let r = net
                     .request(peer, SyncRequest::Headers { from, count })
                     .await;
-                (peer, from, r)
+                (peer, claimed, from, r)
             });
         }
         let mut answers = Vec::new();
         while let Some(Ok(a)) = fetches.join_next().await {
             answers.push(a);
         }
-        answers.sort_by_key(|(_, from, _)| *from);
-        for (peer, from, answer) in answers {
+        answers.sort_by_key(|(_, _, from, _)| *from);
+        for (peer, claimed, from, answer) in answers {
             let headers = match answer {
                 Ok(SyncResponse::Headers(hs)) if !hs.is_empty() => hs,
                 _ => {
                     *failures.entry(peer).or_default() += 1;
+                    if from <= claimed {
+                        light.backed(peer, false);
+                    }
                     continue;
                 }
             };
@@ -594,7 +636,9 @@ async fn catch_up(light: &Arc<Light>, target: u64) {
             if from != light.head_height() + 1 {
                 continue;
             }
-            light.apply_from(peer, headers).await;
+            if light.apply_from(peer, headers).await {
+                light.backed(peer, true);
+            }
         }
         if light.head_height() == head {
             return;

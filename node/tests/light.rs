@@ -203,6 +203,16 @@ fn light_peer_verifies_through_a_set_change_and_bans_liars() {
         );
     }
 
+    // The balance liar relays honest headers but claims 2,000 more than it has: once it fails
+    // to serve them, its claim no longer counts in `syncStatus`, which reports the lag behind
+    // the head honest peers can serve.
+    let (_, _, balance_light) = &lights[2];
+    balance_light.wait_for("syncStatus to ignore the unbacked claim", |l| {
+        let s = l.call("syncStatus", json!({})).ok()?;
+        let best = s["best_peer_height"].as_u64()?;
+        (best < nodes[0].height() + 500 && s["lag"].as_u64()? < 500).then_some(())
+    });
+
     // A verified balance: the liar is asked first, caught and banned, and an honest peer
     // answers.
     let address = aitbc_chain::Address::of(&key.public()).to_string();
