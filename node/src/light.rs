@@ -84,9 +84,11 @@ pub struct Light {
     tracker: Mutex<Tracker>,
     /// Heads peers reported at the last poll; balance queries ask peers at or above ours.
     peer_heads: Mutex<BTreeMap<PeerId, u64>>,
-    /// Peers that claimed a head above ours but served no headers towards it when asked. Their
-    /// claims are still tried, but left out of `best_peer_height` (and so of `syncStatus`'s
-    /// lag) until they serve a run that verifies: a peer cannot make us look behind by saying so.
+    /// Peers that, asked for heights they claimed to have, served fewer. Their claims are still
+    /// tried, but left out of `best_peer_height` (and so of `syncStatus`'s lag) until they serve
+    /// a run up to what they claimed: a peer cannot make us look behind by saying so. (A run
+    /// cut short by the response size limit counts as fewer too, until a later run reaches
+    /// the claim; that only under-reports the lag for a while.)
     unbacked: Mutex<BTreeSet<PeerId>>,
     wake: mpsc::Sender<()>,
 }
@@ -281,7 +283,7 @@ impl Light {
         Err(ApiError::unavailable("no_verified_proof", last_problem))
     }
 
-    /// Records whether `peer` served headers towards the head it claimed.
+    /// Records whether `peer` served the heights it claimed to have when asked.
     fn backed(&self, peer: PeerId, served: bool) {
         let mut unbacked = self.unbacked.lock().unwrap_or_else(|e| e.into_inner());
         if served {
@@ -600,19 +602,29 @@ async fn catch_up(light: &Arc<Light>, target: u64) {
             return;
         }
         able.sort_by_key(|(p, h)| (failures.get(p).copied().unwrap_or(0), std::cmp::Reverse(*h)));
+        // Consecutive runs, each from a peer that claims to have all of it.
         let mut fetches = JoinSet::new();
-        for (i, (peer, claimed)) in able.into_iter().take(PARALLEL).enumerate() {
-            let from = head + 1 + i as u64 * u64::from(CHUNK);
-            if from > target {
+        let mut next = head + 1;
+        for (peer, claimed) in able {
+            if fetches.len() == PARALLEL || next > target {
                 break;
             }
-            let count = u32::try_from(target - from + 1).unwrap_or(CHUNK).min(CHUNK);
+            if claimed < next {
+                continue;
+            }
+            let from = next;
+            let count = u32::try_from(claimed - from + 1)
+                .unwrap_or(CHUNK)
+                .min(CHUNK);
+            // The last height asked for, which the peer claimed to have.
+            let owed = from + u64::from(count) - 1;
+            next = owed + 1;
             let net = light.net.clone();
             fetches.spawn(async move {
                 let r = net
                     .request(peer, SyncRequest::Headers { from, count })
                     .await;
-                (peer, claimed, from, r)
+                (peer, owed, from, r)
             });
         }
         let mut answers = Vec::new();
@@ -620,14 +632,12 @@ async fn catch_up(light: &Arc<Light>, target: u64) {
             answers.push(a);
         }
         answers.sort_by_key(|(_, _, from, _)| *from);
-        for (peer, claimed, from, answer) in answers {
+        for (peer, owed, from, answer) in answers {
             let headers = match answer {
                 Ok(SyncResponse::Headers(hs)) if !hs.is_empty() => hs,
                 _ => {
                     *failures.entry(peer).or_default() += 1;
-                    if from <= claimed {
-                        light.backed(peer, false);
-                    }
+                    light.backed(peer, false);
                     continue;
                 }
             };
@@ -636,8 +646,9 @@ async fn catch_up(light: &Arc<Light>, target: u64) {
             if from != light.head_height() + 1 {
                 continue;
             }
+            let last = from + headers.len() as u64 - 1;
             if light.apply_from(peer, headers).await {
-                light.backed(peer, true);
+                light.backed(peer, last >= owed);
             }
         }
         if light.head_height() == head {
