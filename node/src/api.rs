@@ -1,9 +1,11 @@
 //! The node as the RPC sees it: [`aitbc_rpc::NodeApi`] over the shared state.
 //!
 //! Reads answer from the committed head under a read lock (never a half-applied block).
-//! Admission checks signatures on a blocking thread, not on the runtime. A `wait: commit`
-//! caller registers before its tx is admitted, so a commit that follows at once is not missed.
+//! Submitted txs go to the admission thread ([`crate::admission`]), which checks signatures in
+//! batches off the runtime. A `wait: commit` caller registers before its tx is admitted, so a
+//! commit that follows at once is not missed.
 
+use crate::admission::Admission;
 use crate::metrics;
 use crate::shared::Shared;
 use aitbc_chain::state::keys;
@@ -21,15 +23,22 @@ const COMMIT_WAIT: Duration = Duration::from_secs(60);
 
 pub struct Api {
     shared: Arc<Shared>,
+    admission: Admission,
     net: Handle,
     /// Signs admin transactions (faucet transfers, parameter updates); the validator key.
     admin_key: Option<SecretKey>,
 }
 
 impl Api {
-    pub fn new(shared: Arc<Shared>, net: Handle, admin_key: Option<SecretKey>) -> Api {
+    pub fn new(
+        shared: Arc<Shared>,
+        admission: Admission,
+        net: Handle,
+        admin_key: Option<SecretKey>,
+    ) -> Api {
         Api {
             shared,
+            admission,
             net,
             admin_key,
         }
@@ -40,7 +49,7 @@ impl Api {
     }
 
     async fn admit(&self, tx: HashedTx) -> ApiResult<()> {
-        admit(self.shared.clone(), tx).await
+        admit(&self.admission, tx).await
     }
 
     /// Signs `kind` with the admin key and admits it.
@@ -74,7 +83,8 @@ impl NodeApi for Api {
         let hash = tx.hash;
         match wait {
             Wait::None => {
-                tokio::spawn(admit(self.shared.clone(), tx));
+                let admission = self.admission.clone();
+                tokio::spawn(async move { admit(&admission, tx).await });
                 Ok(TxSubmitted {
                     hash,
                     status: TxStatus::Submitted,
@@ -376,9 +386,10 @@ pub(crate) async fn add_peer(net: &Handle, multiaddr: String) -> ApiResult<()> {
     net.add_peer(addr).await.map_err(Api::internal)
 }
 
-/// Admits `tx` on a blocking thread (signature checks are CPU work).
-async fn admit(shared: Arc<Shared>, tx: HashedTx) -> ApiResult<()> {
-    tokio::task::spawn_blocking(move || shared.admit(tx))
+/// Admits `tx` through the admission thread; a refusal carries the mempool's reason.
+async fn admit(admission: &Admission, tx: HashedTx) -> ApiResult<()> {
+    admission
+        .admit(tx)
         .await
         .map_err(Api::internal)?
         .map_err(|e| ApiError::rejected(e.reason(), e.to_string()))

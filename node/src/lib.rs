@@ -1,6 +1,7 @@
 //! `aitbc-node` as a library, so its parts can be tested without spawning the binary. The
 //! binary (`main.rs`) is a thin clap front end over this.
 
+pub mod admission;
 pub mod api;
 pub mod client;
 pub mod config;

@@ -5,6 +5,7 @@
 //! (SIGINT/SIGTERM) stops taking requests, lets the core finish its current step, syncs the WAL
 //! and flushes the store before the process exits.
 
+use crate::admission::Admission;
 use crate::api::Api;
 use crate::config::NodeConfig;
 use crate::core::{Core, CoreInput};
@@ -190,7 +191,8 @@ async fn run_async(config: NodeConfig) -> Result<()> {
         sync_wake_rx,
     ));
 
-    let api = Arc::new(Api::new(shared.clone(), net.clone(), admin_key));
+    let admission = Admission::start(shared.clone()).context("starting the admission thread")?;
+    let api = Arc::new(Api::new(shared.clone(), admission, net.clone(), admin_key));
     let servers = RpcServers::start(&config, api, rpc_metrics).await?;
 
     // Run until a signal, or until the core stops by itself (a failure).

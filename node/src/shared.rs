@@ -102,32 +102,45 @@ impl Shared {
         })
     }
 
-    /// Admits one tx from this node's side (RPC, admin, evidence), then tells subscribers and
+    /// Admits one tx from this node's side (admin, evidence), then tells subscribers and
     /// queues it for gossip. Checks signatures: call it off the async runtime.
     pub fn admit(&self, tx: HashedTx) -> Result<(), MempoolError> {
-        let gossip = tx.tx.clone();
-        let hash = tx.hash;
-        let result = {
+        // One verdict per tx: the fallback is never taken.
+        self.admit_many(vec![tx])
+            .pop()
+            .unwrap_or(Err(MempoolError::Duplicate))
+    }
+
+    /// Admits `txs` in order with one batched signature check (see [`crate::admission`]);
+    /// each admitted one is told to subscribers and queued for gossip. Verdicts are
+    /// index-aligned with `txs`. Checks signatures: call it off the async runtime.
+    pub fn admit_many(&self, txs: Vec<HashedTx>) -> Vec<Result<(), MempoolError>> {
+        let gossip: Vec<(Hash, Tx)> = txs.iter().map(|t| (t.hash, t.tx.clone())).collect();
+        let results = {
             let store = self.store();
             let params = self.params();
             let mut mempool = self.mempool();
-            let r = mempool.admit(tx, &*store, &params);
+            let r = mempool.admit_batch(txs, &*store, &params);
             self.metrics
                 .set_mempool(mempool.len(), mempool.bytes() as u64);
             r
         };
-        match result {
-            Ok(_) => {
-                self.emit(NodeEvent::NewTransaction { hash });
-                // A full outbox only delays gossip: the tx is in our pool and our blocks.
-                let _ = self.tx_outbox.try_send(gossip);
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.mempool_rejected(e.reason());
-                Err(e)
-            }
-        }
+        results
+            .into_iter()
+            .zip(gossip)
+            .map(|(result, (hash, tx))| match result {
+                Ok(_) => {
+                    self.emit(NodeEvent::NewTransaction { hash });
+                    // A full outbox only delays gossip: the tx is in our pool and our blocks.
+                    let _ = self.tx_outbox.try_send(tx);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.metrics.mempool_rejected(e.reason());
+                    Err(e)
+                }
+            })
+            .collect()
     }
 
     /// `kind` signed by `key` at the sender's next free nonce (after its pending txs), paying

@@ -272,12 +272,15 @@ pub(crate) async fn handle_message<A: NodeApi>(ctx: &Ctx<A>, body: &[u8]) -> Opt
                     ctx.max_batch
                 ))));
             }
-            let mut answers = Vec::with_capacity(calls.len());
-            for call in calls {
-                if let Some(answer) = handle_call(ctx, call).await {
-                    answers.push(answer);
-                }
-            }
+            // The calls run concurrently (answers keep their order): a batch of `sendTx` then
+            // reaches the node together and is admitted with one batched signature check, and
+            // one slow call (a `wait: commit`) does not hold up the rest.
+            let answers: Vec<Value> =
+                futures_util::future::join_all(calls.into_iter().map(|c| handle_call(ctx, c)))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
             if answers.is_empty() {
                 None
             } else {
