@@ -16,7 +16,7 @@ use libp2p::request_response::{
     self, InboundRequestId, OutboundFailure, OutboundRequestId, ResponseChannel,
 };
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{identify, kad, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,6 +30,34 @@ const MAX_IDENTIFY_ADDRS: usize = 16;
 /// Peer events waiting for room in the event channel; beyond this the oldest are dropped (the
 /// node re-learns the peer set from [`Handle::peers`]).
 const MAX_PENDING_EVENTS: usize = 65_536;
+/// Gossipsub sends its subscriptions only when a peer's first connection opens. A peer still
+/// silent after this long may believe it told us already, over connections we no longer have:
+/// its epoch (see [`Epoch`]) began before ours because it had not yet seen our last connection
+/// close when the next one opened (a reset's grace too short under load, a connection we gave
+/// up on first, as after a partition), and until it drops every connection to us it will never
+/// tell us again.
+const SUBSCRIPTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Resets in a row for silence after which a peer is taken to subscribe to nothing (a node may
+/// run with no topics): resetting it again would only cut it off every few seconds.
+const MAX_SILENCE_RESETS: u32 = 2;
+/// A peer's silence resets are forgotten this long after it was last found silent, so the map
+/// holds only peers seen recently.
+const SILENCE_MEMORY: Duration = Duration::from_secs(600);
+/// A connection that has not identified after this long is closed: its session is unknown, so we
+/// cannot tell whether it belongs with the peer's other connections (Identify normally answers
+/// within milliseconds, and does not retry for five minutes when it fails).
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the last connection to a peer we are resetting has closed, it stays refused this long,
+/// so that its swarm has seen those connections close before it sees a new one (otherwise its
+/// gossipsub carries the old epoch over and never sends us its subscriptions).
+const RESET_GRACE: Duration = Duration::from_millis(500);
+/// Longest we refuse a peer we are resetting. Reached only when one of its old connections will
+/// not finish closing (a graceful close that waits on a dead peer's full TCP send buffer lasts
+/// until TCP gives up, and libp2p offers no abort): the peer is let back in and, if its gossipsub
+/// state is still wrong, reset again.
+const RESET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often resets are checked for completion, so a reset peer is dialled back promptly.
+const RESET_TICK: Duration = Duration::from_millis(100);
 
 /// The node's verdict on a gossip message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -362,7 +390,9 @@ pub async fn start(
         events: event_tx,
         pending_events: VecDeque::new(),
         identified: HashSet::new(),
-        sessions: HashMap::new(),
+        epochs: Epochs::default(),
+        resets: HashMap::new(),
+        silences: Silences::default(),
         bans: HashMap::new(),
         inbound: HashMap::new(),
         outbound: HashMap::new(),
@@ -398,8 +428,12 @@ struct Service {
     pending_events: VecDeque<Event>,
     /// Peers whose Identify info matched (reported `PeerConnected`).
     identified: HashSet<PeerId>,
-    /// Each connected peer's Identify agent version, which carries a per-start session nonce.
-    sessions: HashMap<PeerId, String>,
+    /// The current gossipsub epoch of every connected peer.
+    epochs: Epochs,
+    /// Peers whose connections we are closing because their gossipsub state went wrong; they
+    /// are refused (block list) until the reset ends.
+    resets: HashMap<PeerId, Reset>,
+    silences: Silences,
     /// Banned peers and when their ban ends.
     bans: HashMap<PeerId, Instant>,
     limiter: RateLimiter,
@@ -415,12 +449,208 @@ struct PendingRequest {
     reply: oneshot::Sender<Result<SyncResponse, RequestError>>,
 }
 
+/// A peer's connections from the moment it has one until it has none: the span over which
+/// libp2p's gossipsub (0.50) keeps one state per peer. Gossipsub sends our subscriptions only
+/// when that span opens (`on_connection_established` returns early when `other_established > 0`)
+/// and forgets what the peer told it only when the span closes (`on_connection_closed` merely
+/// drops the connection id while `remaining_established != 0`); its per-peer send queue is
+/// shared by all the connections. So every connection of an epoch must lead to the same run of
+/// the peer: a peer restarted with the same key (rust-libp2p #5097) that connects while a
+/// connection of its previous run is still open here, even one already closing, never gets our
+/// subscriptions, cannot publish to us, and loses some of our messages to the dead connection.
+///
+/// Identify tells the runs apart: the agent version carries a per-start session nonce.
+struct Epoch {
+    started: Instant,
+    conns: HashMap<ConnectionId, Conn>,
+    /// The session announced first in this epoch.
+    run: Option<String>,
+    /// Another session was announced, or a connection closed before announcing any (whatever
+    /// gossipsub sent over it went to a run we cannot name). Sticky: what gossipsub sent over a
+    /// connection stays sent after it closes, so only the end of the epoch clears it.
+    mixed: bool,
+    /// The listen addresses of its latest Identify, to dial it back after a reset.
+    listen_addrs: Vec<Multiaddr>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Conn {
+    /// Open since then, no Identify yet.
+    Unidentified(Instant),
+    /// Closed by us for not identifying in time; waiting for the swarm to confirm.
+    Closing,
+    Identified,
+}
+
+/// What an Identify means for the peer's epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RunCheck {
+    /// Every connection so far leads to this run of the peer.
+    Same,
+    /// The epoch mixes runs: gossipsub's state for the peer is wrong.
+    Mixed,
+    /// The connection is already gone (its Identify was still queued): reporting the peer
+    /// connected now would never be followed by a disconnection.
+    Gone,
+}
+
+/// The current epoch of every connected peer, fed with the swarm's connection events (which
+/// count connections exactly as gossipsub does) and Identify. An entry lives exactly as long as
+/// the peer has a connection.
+#[derive(Default)]
+struct Epochs(HashMap<PeerId, Epoch>);
+
+impl Epochs {
+    /// A connection is up; `first` when it is the peer's only one, which opens a new epoch.
+    fn opened(&mut self, peer: PeerId, conn: ConnectionId, first: bool, now: Instant) {
+        if first {
+            self.0.remove(&peer);
+        }
+        let epoch = self.0.entry(peer).or_insert_with(|| Epoch {
+            started: now,
+            conns: HashMap::new(),
+            run: None,
+            mixed: false,
+            listen_addrs: Vec::new(),
+        });
+        epoch.conns.insert(conn, Conn::Unidentified(now));
+    }
+
+    /// `conn` announced `session`.
+    fn identified(
+        &mut self,
+        peer: PeerId,
+        conn: ConnectionId,
+        session: &str,
+        listen_addrs: Vec<Multiaddr>,
+    ) -> RunCheck {
+        let Some(epoch) = self.0.get_mut(&peer) else {
+            return RunCheck::Gone;
+        };
+        let Some(c) = epoch.conns.get_mut(&conn) else {
+            return RunCheck::Gone;
+        };
+        *c = Conn::Identified;
+        match &epoch.run {
+            None => epoch.run = Some(session.to_owned()),
+            Some(run) if run != session => epoch.mixed = true,
+            Some(_) => {}
+        }
+        epoch.listen_addrs = listen_addrs;
+        if epoch.mixed {
+            RunCheck::Mixed
+        } else {
+            RunCheck::Same
+        }
+    }
+
+    /// `conn` closed, leaving `remaining` connections to the peer (none ends the epoch).
+    /// Returns whether the epoch goes on mixing runs.
+    fn closed(&mut self, peer: PeerId, conn: ConnectionId, remaining: u32) -> bool {
+        if remaining == 0 {
+            self.0.remove(&peer);
+            return false;
+        }
+        let Some(epoch) = self.0.get_mut(&peer) else {
+            return false;
+        };
+        if epoch
+            .conns
+            .remove(&conn)
+            .is_some_and(|c| c != Conn::Identified)
+        {
+            epoch.mixed = true;
+        }
+        epoch.mixed
+    }
+
+    fn contains(&self, peer: &PeerId) -> bool {
+        self.0.contains_key(peer)
+    }
+
+    fn listen_addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.0
+            .get(peer)
+            .map(|e| e.listen_addrs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Peers whose epoch began more than `age` ago.
+    fn older_than(&self, age: Duration, now: Instant) -> impl Iterator<Item = &PeerId> {
+        self.0
+            .iter()
+            .filter(move |(_, e)| now.duration_since(e.started) > age)
+            .map(|(p, _)| p)
+    }
+
+    /// Connections still unidentified after [`IDENTIFY_TIMEOUT`]; each is returned once.
+    fn unidentified(&mut self, now: Instant) -> Vec<ConnectionId> {
+        let mut stale = Vec::new();
+        for epoch in self.0.values_mut() {
+            for (id, c) in &mut epoch.conns {
+                if let Conn::Unidentified(opened) = *c {
+                    if now.duration_since(opened) > IDENTIFY_TIMEOUT {
+                        *c = Conn::Closing;
+                        stale.push(*id);
+                    }
+                }
+            }
+        }
+        stale
+    }
+}
+
+/// A peer we cut off to end its epoch: every connection closed, new ones refused.
+struct Reset {
+    started: Instant,
+    /// When its last connection closed.
+    ended: Option<Instant>,
+    /// Where to dial it back.
+    addrs: Vec<Multiaddr>,
+}
+
+impl Reset {
+    fn done(&self, now: Instant) -> bool {
+        self.ended
+            .is_some_and(|ended| now.duration_since(ended) >= RESET_GRACE)
+            || now.duration_since(self.started) >= RESET_TIMEOUT
+    }
+}
+
+/// Peers reset for sending no subscriptions: how many times in a row, and when last found
+/// silent.
+#[derive(Default)]
+struct Silences(HashMap<PeerId, (u32, Instant)>);
+
+impl Silences {
+    /// `peer` has been silent past [`SUBSCRIPTION_TIMEOUT`]: whether to reset it.
+    fn reset_due(&mut self, peer: PeerId, now: Instant) -> bool {
+        let (resets, seen) = self.0.entry(peer).or_insert((0, now));
+        *seen = now;
+        let due = *resets < MAX_SILENCE_RESETS;
+        if due {
+            *resets += 1;
+        }
+        due
+    }
+
+    /// Drops the peers that have spoken since, and those not found silent for
+    /// [`SILENCE_MEMORY`] (long gone, most likely).
+    fn forget(&mut self, subscribed: &HashSet<PeerId>, now: Instant) {
+        self.0.retain(|peer, (_, seen)| {
+            !subscribed.contains(peer) && now.duration_since(*seen) < SILENCE_MEMORY
+        });
+    }
+}
+
 impl Service {
     async fn run(mut self) {
         let mut maintenance = tokio::time::interval(Duration::from_secs(1));
         maintenance.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut discovery = tokio::time::interval(self.config.discovery_interval);
         discovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut reset_tick = tokio::time::interval(RESET_TICK);
+        reset_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // A second sender, so waiting for room does not borrow `self` across the handlers.
         let events = self.events.clone();
         let shutdown_reply = loop {
@@ -444,6 +674,7 @@ impl Service {
                 }
                 _ = maintenance.tick() => self.maintenance(),
                 _ = discovery.tick() => self.discover(),
+                _ = reset_tick.tick(), if !self.resets.is_empty() => self.finish_resets(),
             }
         };
         // Fail pending requests now rather than leaving callers to their timeouts.
@@ -580,7 +811,8 @@ impl Service {
                 .behaviour_mut()
                 .kad
                 .add_address(&peer, addr.clone());
-            // A second connection to a connected peer would look like a restart to it.
+            // One connection per peer is enough (a second one from the same run of the peer is
+            // harmless, see `Epoch`).
             let opts = DialOpts::peer_id(peer)
                 .addresses(vec![addr.clone()])
                 .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -672,7 +904,10 @@ impl Service {
             .collect();
         for peer in expired {
             self.bans.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            // A reset in progress keeps its block; it lifts it when it ends.
+            if !self.resets.contains_key(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
             tracing::info!(%peer, "ban expired");
         }
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -680,6 +915,98 @@ impl Service {
             self.check_score(peer);
         }
         self.limiter.prune(now);
+        self.check_epochs(now);
+    }
+
+    // ---- gossipsub epochs (see `Epoch`) ----
+
+    /// The fallbacks for what Identify cannot show: a connection that never identifies could
+    /// lead to any run of the peer, so it is closed (which marks its epoch if it was not alone);
+    /// a peer that never sent its subscriptions began its epoch before we began ours (one side
+    /// cannot see that the other's epoch is stale, so each side checks what it receives).
+    fn check_epochs(&mut self, now: Instant) {
+        for conn in self.epochs.unidentified(now) {
+            tracing::debug!(?conn, "no Identify in time: closing connection");
+            self.swarm.close_connection(conn);
+        }
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let subscribed: HashSet<PeerId> = gossipsub
+            .all_peers()
+            .filter(|(_, topics)| !topics.is_empty())
+            .map(|(peer, _)| *peer)
+            .collect();
+        let silent: Vec<PeerId> = self
+            .epochs
+            .older_than(SUBSCRIPTION_TIMEOUT, now)
+            .filter(|peer| {
+                self.identified.contains(peer)
+                    && !subscribed.contains(peer)
+                    && !self.resets.contains_key(peer)
+            })
+            .copied()
+            .collect();
+        self.silences.forget(&subscribed, now);
+        for peer in silent {
+            if self.silences.reset_due(peer, now) {
+                self.reset(peer, "connected but sent no gossip subscriptions");
+            }
+        }
+    }
+
+    /// Ends `peer`'s epoch on our side and, by closing every connection, on its side too:
+    /// refuses it (block list) until its last connection has closed and [`RESET_GRACE`] has
+    /// passed, then dials it back.
+    fn reset(&mut self, peer: PeerId, why: &str) {
+        if self.resets.contains_key(&peer) {
+            return;
+        }
+        tracing::info!(%peer, why, "resetting the peer's connections");
+        let now = Instant::now();
+        let addrs = self.epochs.listen_addrs(&peer);
+        let connected = self.epochs.contains(&peer);
+        self.resets.insert(
+            peer,
+            Reset {
+                started: now,
+                ended: (!connected).then_some(now),
+                addrs,
+            },
+        );
+        // Already blocked when banned; the ban then outlasts the reset.
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Lifts the resets that are over and dials those peers back (they may not be able to dial
+    /// us, and would otherwise wait for their next discovery round).
+    fn finish_resets(&mut self) {
+        let now = Instant::now();
+        let done: Vec<PeerId> = self
+            .resets
+            .iter()
+            .filter(|(_, r)| r.done(now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in done {
+            let Some(reset) = self.resets.remove(&peer) else {
+                continue;
+            };
+            if self.bans.contains_key(&peer) {
+                continue;
+            }
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            if reset.ended.is_none() {
+                tracing::warn!(%peer, "an old connection of the peer is still closing; letting it back in");
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(reset.addrs)
+                .extend_addresses_through_behaviour()
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "redial after reset not started");
+            }
+        }
     }
 
     // ---- discovery ----
@@ -782,20 +1109,37 @@ impl Service {
             | SwarmEvent::Behaviour(BehaviourEvent::Blocked(never)) => match never {},
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
-            } if num_established.get() == 1
-                && self.swarm.connected_peers().count() > self.config.max_peers as usize =>
-            {
-                tracing::debug!(peer = %peer_id, "over max_peers: disconnecting new peer");
-                let _ = self.swarm.disconnect_peer_id(peer_id);
+            } => {
+                let first = num_established.get() == 1;
+                self.epochs
+                    .opened(peer_id, connection_id, first, Instant::now());
+                if first && self.swarm.connected_peers().count() > self.config.max_peers as usize {
+                    tracing::debug!(peer = %peer_id, "over max_peers: disconnecting new peer");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.sessions.remove(&peer_id);
+                let mixed = self.epochs.closed(peer_id, connection_id, num_established);
+                if num_established > 0 {
+                    if mixed {
+                        // Either the connection that closed never identified, or an earlier
+                        // reset gave up waiting for an old connection and this is it closing
+                        // at last: either way the epoch mixes runs of the peer.
+                        self.reset(peer_id, "its connections lead to different runs of it");
+                    }
+                    return;
+                }
+                if let Some(reset) = self.resets.get_mut(&peer_id) {
+                    reset.ended.get_or_insert(Instant::now());
+                }
                 if self.identified.remove(&peer_id) {
                     self.emit(Event::PeerDisconnected { peer: peer_id });
                 }
@@ -948,7 +1292,12 @@ impl Service {
     }
 
     fn on_identify(&mut self, event: identify::Event) {
-        let identify::Event::Received { peer_id, info, .. } = event else {
+        let identify::Event::Received {
+            peer_id,
+            connection_id,
+            info,
+        } = event
+        else {
             return;
         };
         if info.protocol_version != self.identify_version {
@@ -960,32 +1309,38 @@ impl Service {
             );
             return;
         }
-        // A restarted peer (same key, new session) reconnected while we still held its old, dead
-        // connection (a session is forgotten when a peer's last connection closes, so a changed
-        // one means the connections overlapped). gossipsub then treated the new connection as a
-        // second one and never sent the peer our subscriptions, so it cannot publish to us
-        // (rust-libp2p #5097) even after the old connection dies; the dead connection's handler
-        // may also swallow messages from the peer's shared queue. Drop the peer entirely; its
-        // next dial (or ours) starts clean.
-        let restarted = self
-            .sessions
-            .insert(peer_id, info.agent_version.clone())
-            .is_some_and(|old| old != info.agent_version);
-        if restarted {
-            tracing::info!(peer = %peer_id, "peer restarted: resetting its connections");
-            self.sessions.remove(&peer_id);
-            let _ = self.swarm.disconnect_peer_id(peer_id);
-            return;
+        let listen_addrs: Vec<Multiaddr> = info
+            .listen_addrs
+            .iter()
+            .filter(|a| dialable(a))
+            .take(MAX_IDENTIFY_ADDRS)
+            .cloned()
+            .collect();
+        // A restarted peer (same key, new session) connected while a connection of its previous
+        // run is still open here, or still closing: gossipsub sees one epoch (see `Epoch`) and
+        // the new run never gets our subscriptions. The epoch stays marked until its last
+        // connection has closed (forgetting at the first reset let a redial that beat the old
+        // connection's close pass as clean), and the peer is refused until then.
+        let check = self.epochs.identified(
+            peer_id,
+            connection_id,
+            &info.agent_version,
+            listen_addrs.clone(),
+        );
+        match check {
+            RunCheck::Gone => return,
+            RunCheck::Mixed => {
+                self.reset(peer_id, "peer restarted while an old connection was open");
+                return;
+            }
+            // A connection of a peer we are resetting, still closing: it comes back clean.
+            RunCheck::Same if self.resets.contains_key(&peer_id) => return,
+            RunCheck::Same => {}
         }
         // Only peers that answer Kademlia queries belong in the routing table; a client-mode
         // peer (a light node) would only make lookups fail.
         if info.protocols.contains(&self.kad_protocol) {
-            for addr in info
-                .listen_addrs
-                .into_iter()
-                .filter(dialable)
-                .take(MAX_IDENTIFY_ADDRS)
-            {
+            for addr in listen_addrs {
                 self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
             }
         }
@@ -1057,5 +1412,205 @@ mod tests {
         assert!(!ok("/ip4/127.0.0.1/tcp/0"));
         assert!(!ok("/ip4/127.0.0.1"));
         assert!(!ok("/ip4/1.2.3.4/tcp/1/p2p-circuit"));
+    }
+
+    fn conn(id: usize) -> ConnectionId {
+        ConnectionId::new_unchecked(id)
+    }
+
+    /// The connection events as the swarm reports them, with its count of open connections.
+    struct Swarmish {
+        epochs: Epochs,
+        peer: PeerId,
+        open: u32,
+        now: Instant,
+        /// Whether any event reported the epoch as mixing runs.
+        flagged: bool,
+    }
+
+    impl Swarmish {
+        fn new() -> Swarmish {
+            Swarmish {
+                epochs: Epochs::default(),
+                peer: PeerId::random(),
+                open: 0,
+                now: Instant::now(),
+                flagged: false,
+            }
+        }
+        fn open(&mut self, id: usize) {
+            self.open += 1;
+            let first = self.open == 1;
+            self.epochs.opened(self.peer, conn(id), first, self.now);
+        }
+        fn identify(&mut self, id: usize, session: &str) {
+            self.flagged |= self
+                .epochs
+                .identified(self.peer, conn(id), session, Vec::new())
+                == RunCheck::Mixed;
+        }
+        fn close(&mut self, id: usize) {
+            self.open -= 1;
+            self.flagged |= self.epochs.closed(self.peer, conn(id), self.open);
+        }
+    }
+
+    #[test]
+    fn a_restart_is_caught_whenever_the_new_run_overlaps_the_old_connection() {
+        // The old run's connection 1 is up and identified; the new run's connection 2 opens,
+        // identifies, and connection 1 closes, in every order (Identify after opening).
+        #[derive(Clone, Copy, PartialEq)]
+        enum Step {
+            NewOpens,
+            NewIdentifies,
+            OldCloses,
+        }
+        use Step::*;
+        let orders = [
+            [NewOpens, NewIdentifies, OldCloses],
+            [NewOpens, OldCloses, NewIdentifies],
+            [OldCloses, NewOpens, NewIdentifies],
+        ];
+        for order in orders {
+            let mut s = Swarmish::new();
+            s.open(1);
+            s.identify(1, "run-1");
+            for step in order {
+                match step {
+                    NewOpens => s.open(2),
+                    NewIdentifies => s.identify(2, "run-2"),
+                    OldCloses => s.close(1),
+                }
+            }
+            // gossipsub starts over only if connection 2 opened after connection 1 closed.
+            let overlapped = order.iter().position(|s| *s == NewOpens)
+                < order.iter().position(|s| *s == OldCloses);
+            assert_eq!(s.flagged, overlapped, "order {:?}", order.map(|s| s as u8));
+        }
+    }
+
+    /// The CI failure: the reset closed the new connection first, the peer redialled, and that
+    /// connection opened while the old one was still closing. It joins the old epoch, so it
+    /// must still be caught, until the epoch is over.
+    #[test]
+    fn a_redial_that_beats_the_old_connections_close_is_caught() {
+        let mut s = Swarmish::new();
+        s.open(1);
+        s.identify(1, "run-1");
+        s.open(2);
+        s.identify(2, "run-2");
+        assert!(s.flagged, "restart seen");
+        s.close(2);
+        s.flagged = false;
+        s.open(3);
+        s.identify(3, "run-2");
+        assert!(s.flagged, "the redial joined the old epoch");
+        s.flagged = false;
+        s.close(1);
+        assert!(s.flagged, "still mixed after the old connection closed");
+        s.flagged = false;
+        s.close(3);
+        s.open(4);
+        s.identify(4, "run-2");
+        assert!(!s.flagged, "a fresh epoch is clean");
+    }
+
+    #[test]
+    fn a_connection_that_closes_unidentified_beside_others_taints_the_epoch() {
+        let mut s = Swarmish::new();
+        s.open(1);
+        s.open(2);
+        s.identify(2, "run-2");
+        s.close(1);
+        assert!(
+            s.flagged,
+            "whoever connection 1 led to may have had our subscriptions"
+        );
+        // Alone, it just ends the epoch.
+        let mut s = Swarmish::new();
+        s.open(1);
+        s.close(1);
+        s.open(2);
+        s.identify(2, "run-2");
+        assert!(!s.flagged);
+    }
+
+    #[test]
+    fn several_connections_of_one_run_are_fine() {
+        let mut s = Swarmish::new();
+        s.open(1);
+        s.open(2);
+        s.identify(2, "run-1");
+        s.identify(1, "run-1");
+        s.close(1);
+        s.open(3);
+        s.identify(3, "run-1");
+        assert!(!s.flagged);
+    }
+
+    #[test]
+    fn an_identify_queued_behind_its_connections_close_is_ignored() {
+        let mut s = Swarmish::new();
+        s.open(1);
+        s.close(1);
+        let late = |s: &mut Swarmish| s.epochs.identified(s.peer, conn(1), "run-1", Vec::new());
+        assert_eq!(late(&mut s), RunCheck::Gone, "no epoch");
+        s.open(2);
+        assert_eq!(late(&mut s), RunCheck::Gone, "another connection's epoch");
+        s.identify(2, "run-2");
+        assert!(!s.flagged);
+    }
+
+    #[test]
+    fn a_peer_silent_after_a_few_resets_is_left_alone() {
+        let (peer, t0) = (PeerId::random(), Instant::now());
+        let mut s = Silences::default();
+        for _ in 0..MAX_SILENCE_RESETS {
+            assert!(s.reset_due(peer, t0));
+        }
+        assert!(!s.reset_due(peer, t0), "subscribes to nothing");
+        // Still silent, so still remembered.
+        s.forget(&HashSet::new(), t0 + SILENCE_MEMORY / 2);
+        assert!(!s.reset_due(peer, t0 + SILENCE_MEMORY / 2));
+        s.forget(&HashSet::new(), t0 + SILENCE_MEMORY * 2);
+        assert!(s.reset_due(peer, t0 + SILENCE_MEMORY * 2), "forgotten");
+        // Once it subscribes, a later silence counts from zero.
+        let t1 = t0 + SILENCE_MEMORY * 2;
+        s.forget(&HashSet::from([peer]), t1);
+        for _ in 0..MAX_SILENCE_RESETS {
+            assert!(s.reset_due(peer, t1));
+        }
+        assert!(!s.reset_due(peer, t1));
+    }
+
+    #[test]
+    fn unidentified_connections_are_reported_once_after_the_timeout() {
+        let mut s = Swarmish::new();
+        s.open(1);
+        s.open(2);
+        s.identify(2, "run-1");
+        assert!(s.epochs.unidentified(s.now).is_empty());
+        let later = s.now + IDENTIFY_TIMEOUT + Duration::from_millis(1);
+        assert_eq!(s.epochs.unidentified(later), vec![conn(1)]);
+        assert!(s.epochs.unidentified(later).is_empty());
+    }
+
+    #[test]
+    fn a_reset_lasts_a_grace_after_the_last_close_and_at_most_the_timeout() {
+        let t0 = Instant::now();
+        let mut r = Reset {
+            started: t0,
+            ended: None,
+            addrs: Vec::new(),
+        };
+        assert!(!r.done(t0 + RESET_GRACE));
+        assert!(
+            r.done(t0 + RESET_TIMEOUT),
+            "an old connection that never closes"
+        );
+        let t1 = t0 + Duration::from_secs(1);
+        r.ended = Some(t1);
+        assert!(!r.done(t1));
+        assert!(r.done(t1 + RESET_GRACE));
     }
 }

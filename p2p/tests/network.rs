@@ -769,43 +769,67 @@ async fn restarted_node_with_same_key_rejoins_and_publishes() {
         .await;
 }
 
-/// A TCP relay that, when one side goes away, keeps the other side's socket open and silent:
-/// what a peer that lost power or was cut off looks like to the survivor.
-async fn stale_proxy(target: std::net::SocketAddr) -> std::net::SocketAddr {
-    use std::sync::{Arc, Mutex};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind proxy");
-    let local = listener.local_addr().expect("proxy address");
-    let graveyard: Arc<Mutex<Vec<Box<dyn std::any::Any + Send>>>> = Arc::default();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(upstream) = tokio::net::TcpStream::connect(target).await else {
-                continue;
-            };
-            let (mut cr, mut cw) = client.into_split();
-            let (mut ur, mut uw) = upstream.into_split();
-            let graveyard = graveyard.clone();
-            tokio::spawn(async move {
-                let up = tokio::spawn(async move {
+/// A TCP relay that, when the dialing side goes away, keeps the other side's socket open and
+/// silent (it still reads and drops what that side sends): what a peer that lost power or was
+/// cut off looks like to the survivor. Counts the connections the survivor itself closed.
+struct StaleProxy {
+    addr: std::net::SocketAddr,
+    closed_by_target: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StaleProxy {
+    async fn start(target: std::net::SocketAddr) -> StaleProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let closed_by_target = Arc::new(AtomicUsize::new(0));
+        let closed = closed_by_target.clone();
+        let graveyard: Arc<Mutex<Vec<Box<dyn std::any::Any + Send>>>> = Arc::default();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let graveyard = graveyard.clone();
+                let closed = closed.clone();
+                tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut cr, &mut uw).await;
-                    (cr, uw)
+                    // Dropping the write half would send FIN upstream: keep it alive.
+                    graveyard.lock().expect("lock").push(Box::new((cr, uw)));
                 });
-                let down = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut ur, &mut cw).await;
-                    (ur, cw)
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut client_gone = false;
+                    loop {
+                        match ur.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) if !client_gone => {
+                                client_gone = cw.write_all(&buf[..n]).await.is_err();
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                    closed.fetch_add(1, Ordering::SeqCst);
                 });
-                // Dropping a write half would send FIN upstream: keep every half alive.
-                if let Ok(halves) = up.await {
-                    graveyard.lock().expect("lock").push(Box::new(halves));
-                }
-                if let Ok(halves) = down.await {
-                    graveyard.lock().expect("lock").push(Box::new(halves));
-                }
-            });
+            }
+        });
+        StaleProxy {
+            addr,
+            closed_by_target,
         }
-    });
-    local
+    }
+
+    /// Connections whose target end was closed by the target.
+    fn closed_by_target(&self) -> usize {
+        self.closed_by_target
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 fn socket_of(addr: &Multiaddr) -> std::net::SocketAddr {
@@ -822,9 +846,38 @@ fn socket_of(addr: &Multiaddr) -> std::net::SocketAddr {
     std::net::SocketAddr::from((ip.expect("ip4"), port.expect("tcp")))
 }
 
+/// How long a restarted peer may take to publish again. Far below `WAIT`: the fix resets the
+/// peer within milliseconds of its Identify and dials it back half a second after the old
+/// connections closed; the fallback (no subscriptions within 5 s) adds a few seconds. Without a
+/// reset nothing would ever repair gossipsub's state (the old connection closing later, e.g. at
+/// the 20 s ping timeout, does not), so this bound still fails when the mechanism breaks.
+const REJOIN: Duration = Duration::from_secs(15);
+
+/// Publishes, retrying while the topic has no subscribed peer, and fails unless that succeeds
+/// within `bound`. Returns how long it took.
+async fn publish_within(handle: &Handle, topic: Topic, data: &[u8], bound: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        match handle.publish(topic, data.to_vec()).await {
+            Ok(_) => return started.elapsed(),
+            Err(PublishError::NoPeers) => {
+                assert!(
+                    started.elapsed() < bound,
+                    "no subscribed peer after {bound:?}: gossipsub state of the restarted peer \
+                     was not reset (rust-libp2p #5097)"
+                );
+                sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
+}
+
 /// rust-libp2p #5097: the survivor still holds the restarted peer's old connection (nothing
 /// told it the peer died), so gossipsub sees the new connection as a second one and never sends
-/// the peer its subscriptions. The session nonce in Identify lets the survivor notice and reset.
+/// the peer its subscriptions. The session nonce in Identify lets the survivor notice and reset;
+/// the old connection must be closed (not merely bypassed) and both sides must be able to
+/// publish to each other again within `REJOIN`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_peer_rejoins_while_its_old_connection_lingers() {
     let mut survivor = Node::spawn(
@@ -834,10 +887,10 @@ async fn restarted_peer_rejoins_while_its_old_connection_lingers() {
     )
     .await;
     let direct = survivor.addr().await;
-    let proxy = stale_proxy(socket_of(&direct)).await;
+    let proxy = StaleProxy::start(socket_of(&direct)).await;
     let via_proxy: Multiaddr = format!(
         "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-        proxy.port(),
+        proxy.addr.port(),
         survivor.peer_id
     )
     .parse()
@@ -868,15 +921,65 @@ async fn restarted_peer_rejoins_while_its_old_connection_lingers() {
         survivor.is_connected_to(peer).await,
         "old connection lingers"
     );
+    assert_eq!(proxy.closed_by_target(), 0, "old connection lingers");
 
     let second = Node::spawn(key, config(genesis(), vec![direct]), Policy::Accept).await;
-    publish(&second.handle, Topic::Consensus, b"second life").await;
+    let took = publish_within(&second.handle, Topic::Consensus, b"second life", REJOIN).await;
+    eprintln!("restarted peer published again after {took:?}");
+    // Closed, not merely bypassed: a dead connection left open keeps taking messages meant for
+    // the peer out of gossipsub's shared per-peer queue.
+    eventually("the survivor closed the stale connection", || async {
+        proxy.closed_by_target() == 1
+    })
+    .await;
     survivor
         .expect_gossip(Topic::Consensus, b"second life")
         .await;
-    publish(&survivor.handle, Topic::Block, b"welcome back").await;
+    publish_within(&survivor.handle, Topic::Block, b"welcome back", REJOIN).await;
     let mut second = second;
     second.expect_gossip(Topic::Block, b"welcome back").await;
+}
+
+/// Shapes that must not pass for a restart or a stale gossipsub state: two connections to one
+/// run of a peer (both sides dial at once), and a peer subscribed to no topic (reset for its
+/// silence at most twice, then left alone). Watched for several silence timeouts (5 s each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_endless_resets_for_a_double_connection_or_a_peer_without_topics() {
+    let spawn = |topics: Vec<Topic>| {
+        let mut c = config(genesis(), vec![]);
+        c.topics = topics;
+        Node::spawn(Keypair::generate_ed25519(), c, Policy::Accept)
+    };
+    let mut a = spawn(Topic::ALL.to_vec()).await;
+    let mut b = spawn(Topic::ALL.to_vec()).await;
+    let quiet = spawn(Vec::new()).await;
+    let (a_addr, b_addr) = (a.addr().await, b.addr().await);
+    // Usually two connections; a dial that finds the other one already up is refused.
+    let (to_b, to_a) = tokio::join!(a.handle.add_peer(b_addr), b.handle.add_peer(a_addr.clone()));
+    assert!(to_b.is_ok() || to_a.is_ok(), "{to_b:?} {to_a:?}");
+    quiet.handle.add_peer(a_addr).await.expect("dial starts");
+
+    let (mut b_gone, mut quiet_gone) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(24);
+    while let Ok(event) = timeout(deadline - Instant::now(), a.events.recv()).await {
+        match event.expect("event stream open") {
+            Event::PeerDisconnected { peer } if peer == b.peer_id => b_gone += 1,
+            Event::PeerDisconnected { peer } if peer == quiet.peer_id => quiet_gone += 1,
+            _ => {}
+        }
+    }
+    eprintln!("a lost b {b_gone} times and the quiet peer {quiet_gone} times");
+    assert_eq!(b_gone, 0, "a double connection is not a restart");
+    assert!(
+        quiet_gone <= 2,
+        "a peer without topics reset {quiet_gone} times"
+    );
+    eventually("the quiet peer connected", || async {
+        a.is_connected_to(quiet.peer_id).await
+    })
+    .await;
+    publish(&a.handle, Topic::Consensus, b"still fine").await;
+    b.expect_gossip(Topic::Consensus, b"still fine").await;
 }
 
 #[cfg(feature = "quic")]
