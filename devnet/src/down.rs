@@ -34,9 +34,7 @@ pub fn stop_nodes(dir: &Path, devnet: &mut Devnet) -> Result<Stopped> {
         .filter_map(|m| Some((devnet.get(m)?.pid?, m.home(dir))))
         .collect();
     let killed = process::stop(&running, GRACE)?;
-    for node in devnet.nodes.iter_mut().chain(&mut devnet.light) {
-        node.pid = None;
-    }
+    devnet.clear_pids();
     devnet.save(dir)?;
     Ok(Stopped {
         stopped: running.len(),

@@ -265,6 +265,13 @@ impl Devnet {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Forgets every recorded process (all stopped, or none of them ours any more).
+    pub fn clear_pids(&mut self) {
+        for node in self.nodes.iter_mut().chain(&mut self.light) {
+            node.pid = None;
+        }
+    }
+
     /// Members whose recorded process is still that member.
     pub fn running(&self, dir: &Path) -> Vec<Member> {
         self.members()

@@ -218,9 +218,7 @@ fn prepare_restart(dir: &Path, mut devnet: Devnet, opts: &UpOptions) -> Result<D
         }
     }
     // Whatever pids are recorded belong to processes that are gone (or are no longer nodes).
-    for node in devnet.nodes.iter_mut().chain(&mut devnet.light) {
-        node.pid = None;
-    }
+    devnet.clear_pids();
     if let Some(bt) = opts.block_time_ms {
         // A node-level override: the genesis keeps its value, the nodes run with this one.
         devnet.block_time_ms = bt;
@@ -570,9 +568,7 @@ fn start_all(
                 dir.display()
             ));
             launched.stop_all();
-            for n in devnet.nodes.iter_mut().chain(&mut devnet.light) {
-                n.pid = None;
-            }
+            devnet.clear_pids();
             if let Err(save) = devnet.save(dir) {
                 let _ = writeln!(progress, "warning: {save:#}");
             }
