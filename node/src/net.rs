@@ -155,23 +155,12 @@ fn admit_batch(shared: &Shared, data: &[u8]) -> Acceptance {
             return Acceptance::Reject;
         }
     };
-    let hashes: Vec<_> = txs.iter().map(|t| t.hash).collect();
-    let results = {
-        let store = shared.store();
-        let mut mempool = shared.mempool();
-        let results = mempool.admit_batch(txs, &*store, &params);
-        shared
-            .metrics
-            .set_mempool(mempool.len(), mempool.bytes() as u64);
-        results
-    };
+    // Gossipsub forwards an accepted batch itself: no copies for our own gossip.
+    let (results, _) = shared.admit_to_pool(txs, false);
     let mut any_admitted = false;
-    for (r, hash) in results.iter().zip(hashes) {
+    for r in &results {
         match r {
-            Ok(_) => {
-                any_admitted = true;
-                shared.emit(aitbc_rpc::NodeEvent::NewTransaction { hash });
-            }
+            Ok(()) => any_admitted = true,
             Err(e) if e.is_invalid() => {
                 shared.metrics.invalid(e.reason());
                 return Acceptance::Reject;

@@ -115,32 +115,52 @@ impl Shared {
     /// each admitted one is told to subscribers and queued for gossip. Verdicts are
     /// index-aligned with `txs`. Checks signatures: call it off the async runtime.
     pub fn admit_many(&self, txs: Vec<HashedTx>) -> Vec<Result<(), MempoolError>> {
-        let gossip: Vec<(Hash, Tx)> = txs.iter().map(|t| (t.hash, t.tx.clone())).collect();
-        let results = {
+        let (results, admitted) = self.admit_to_pool(txs, true);
+        for tx in admitted {
+            // A full outbox only delays gossip: the tx is in our pool and our blocks.
+            let _ = self.tx_outbox.try_send(tx);
+        }
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            self.metrics.mempool_rejected(e.reason());
+        }
+        results
+    }
+
+    /// The mempool step shared by client and gossip admission: one `Mempool::admit_batch`
+    /// under the locks, the pool metrics, and a `NewTransaction` event per admitted tx.
+    /// With `copy_admitted`, also returns copies of the admitted txs (for our own gossip),
+    /// taken from the pool so rejected txs are never copied.
+    pub(crate) fn admit_to_pool(
+        &self,
+        txs: Vec<HashedTx>,
+        copy_admitted: bool,
+    ) -> (Vec<Result<(), MempoolError>>, Vec<Tx>) {
+        let hashes: Vec<Hash> = txs.iter().map(|t| t.hash).collect();
+        let mut admitted = Vec::new();
+        let results: Vec<Result<(), MempoolError>> = {
             let store = self.store();
             let params = self.params();
             let mut mempool = self.mempool();
-            let r = mempool.admit_batch(txs, &*store, &params);
+            let results = mempool.admit_batch(txs, &*store, &params);
             self.metrics
                 .set_mempool(mempool.len(), mempool.bytes() as u64);
-            r
+            if copy_admitted {
+                admitted.extend(
+                    results
+                        .iter()
+                        .zip(&hashes)
+                        .filter(|(r, _)| r.is_ok())
+                        .filter_map(|(_, h)| mempool.get(h).map(|t| t.tx.clone())),
+                );
+            }
+            results.into_iter().map(|r| r.map(|_| ())).collect()
         };
-        results
-            .into_iter()
-            .zip(gossip)
-            .map(|(result, (hash, tx))| match result {
-                Ok(_) => {
-                    self.emit(NodeEvent::NewTransaction { hash });
-                    // A full outbox only delays gossip: the tx is in our pool and our blocks.
-                    let _ = self.tx_outbox.try_send(tx);
-                    Ok(())
-                }
-                Err(e) => {
-                    self.metrics.mempool_rejected(e.reason());
-                    Err(e)
-                }
-            })
-            .collect()
+        for (r, hash) in results.iter().zip(hashes) {
+            if r.is_ok() {
+                self.emit(NodeEvent::NewTransaction { hash });
+            }
+        }
+        (results, admitted)
     }
 
     /// `kind` signed by `key` at the sender's next free nonce (after its pending txs), paying
