@@ -10,7 +10,7 @@
 //! | `b/<height u64 BE>` | the block |
 //! | `h/<block hash>` | its height, u64 BE |
 //! | `c/<height u64 BE>` | the certificate that decided that height |
-//! | `t/<tx hash>` | `(height u64, index u32)` |
+//! | `x/<bucket u16 BE><chunk u32 BE>`, `x/n<group u8>` | the transaction index, grouped (see `tx_index`) |
 //! | `m/head` | head height, u64 BE |
 //! | `m/genesis_hash` | the genesis hash the store was created for |
 //!
@@ -21,6 +21,7 @@
 mod cache;
 mod journal;
 pub mod kv;
+mod tx_index;
 
 pub use kv::{KvError, KvStore, MemKv, SledConfig, SledKv, WriteBatch};
 
@@ -36,6 +37,7 @@ use crate::validator_set::ValidatorSet;
 use cache::BucketCache;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use tx_index::{IndexUpdate, TxIndex};
 
 /// What every refusal to open tells the operator to do.
 const RESYNC: &str = "the store cannot be trusted: stop the node, delete its data directory \
@@ -168,9 +170,6 @@ mod key {
     pub fn block_hash(hash: &Hash) -> [u8; 34] {
         with(b"h/", &hash.0)
     }
-    pub fn tx(hash: &Hash) -> [u8; 34] {
-        with(b"t/", &hash.0)
-    }
     /// Bucket index of a `s/` key, if well formed.
     pub fn parse_bucket(k: &[u8]) -> Option<u32> {
         let rest: [u8; 4] = k.strip_prefix(BUCKET_PREFIX)?.try_into().ok()?;
@@ -191,6 +190,11 @@ mod key {
                             u64::from_be_bytes(rest.try_into().unwrap_or_default())
                         )
                     }
+                    ('x', 6) => format!(
+                        "x/{}/{}",
+                        u16::from_be_bytes(rest[..2].try_into().unwrap_or_default()),
+                        u32::from_be_bytes(rest[2..].try_into().unwrap_or_default())
+                    ),
                     ('j', 12) => format!(
                         "j/{}/{}",
                         u64::from_be_bytes(rest[..8].try_into().unwrap_or_default()),
@@ -358,6 +362,7 @@ pub struct ChainStore<K: KvStore> {
     write_back_bytes: usize,
     write_back_blocks: u64,
     poisoned: Option<String>,
+    tx_index: TxIndex,
     /// Every validator set the chain has had, by the height after which it votes (0 =
     /// genesis). Certificates of old blocks and header sync need the set of their height.
     validator_sets: BTreeMap<u64, Arc<ValidatorSet>>,
@@ -385,6 +390,7 @@ impl<K: KvStore> ChainStore<K> {
             write_back_bytes: config.write_back_bytes,
             write_back_blocks: config.write_back_blocks,
             poisoned: None,
+            tx_index: TxIndex::empty(),
             validator_sets: BTreeMap::new(),
         };
         match store.kv.get(key::GENESIS)? {
@@ -412,9 +418,10 @@ impl<K: KvStore> ChainStore<K> {
             txs: vec![],
             last_commit: None,
         };
-        let (mut batch, plan) = self.block_batch(&block, None, &prepared);
+        let (mut batch, plan, index) = self.block_batch(&block, None, &prepared)?;
         batch.put(key::GENESIS.to_vec(), self.genesis_hash.0.to_vec());
-        self.write_and_install(batch, block.header, prepared, plan)
+        self.tx_index.init_batch(&mut batch);
+        self.write_and_install(batch, block.header, prepared, plan, index)
     }
 
     fn load(&mut self, stored_genesis: &[u8], config: &StoreConfig) -> Result<(), StoreError> {
@@ -466,6 +473,11 @@ impl<K: KvStore> ChainStore<K> {
         self.tree = BucketTree::from_leaves(&leaves)?;
         self.load_validator_sets(height)?;
         self.replay_journal(height)?;
+        self.tx_index = TxIndex::load(&self.kv, height, |h| {
+            self.block(h)?
+                .map(|b| b.txs)
+                .ok_or_else(|| corrupt(&key::block(h), "missing, below the head"))
+        })?;
         if self.tree.root() != block.header.state_root {
             return Err(StoreError::StateRootMismatch {
                 height,
@@ -541,7 +553,7 @@ impl<K: KvStore> ChainStore<K> {
     }
 
     pub fn tx_location(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
-        self.decode_at(&key::tx(hash))
+        self.tx_index.get(&self.kv, hash)
     }
 
     /// The validator set that votes on block `height` (whose hash is that header's
@@ -811,8 +823,8 @@ impl<K: KvStore> ChainStore<K> {
                 cert_hash: cert.block_hash,
             });
         }
-        let (batch, plan) = self.block_batch(block, Some(cert), &prepared);
-        self.write_and_install(batch, block.header.clone(), prepared, plan)
+        let (batch, plan, index) = self.block_batch(block, Some(cert), &prepared)?;
+        self.write_and_install(batch, block.header.clone(), prepared, plan, index)
     }
 
     /// Which dirty buckets (with this block's) to write with block `height`: oldest first,
@@ -874,7 +886,7 @@ impl<K: KvStore> ChainStore<K> {
         block: &Block,
         cert: Option<&CommitCertificate>,
         prepared: &PreparedState,
-    ) -> (WriteBatch, WriteBackPlan) {
+    ) -> Result<(WriteBatch, WriteBackPlan, IndexUpdate), StoreError> {
         let height = block.header.height;
         let mut batch = WriteBatch::with_capacity(prepared.buckets.len() + block.txs.len() + 4);
         batch.put(key::block(height).to_vec(), block.encode());
@@ -885,13 +897,9 @@ impl<K: KvStore> ChainStore<K> {
         if let Some(cert) = cert {
             batch.put(key::cert(height).to_vec(), codec::encode(cert));
         }
-        for (index, tx) in block.txs.iter().enumerate() {
-            let loc = TxLocation {
-                height,
-                index: index as u32,
-            };
-            batch.put(key::tx(&tx.hash).to_vec(), codec::encode(&loc));
-        }
+        let index = self
+            .tx_index
+            .stage(&self.kv, height, &block.txs, &mut batch)?;
         if let Some(set) = self.set_change(prepared) {
             batch.put(key::validators(height).to_vec(), set);
         }
@@ -924,7 +932,7 @@ impl<K: KvStore> ChainStore<K> {
             }
         }
         batch.put(key::HEAD.to_vec(), height.to_be_bytes().to_vec());
-        (batch, plan)
+        Ok((batch, plan, index))
     }
 
     fn write_and_install(
@@ -933,6 +941,7 @@ impl<K: KvStore> ChainStore<K> {
         header: Header,
         prepared: PreparedState,
         plan: WriteBackPlan,
+        index: IndexUpdate,
     ) -> Result<(), StoreError> {
         let new_set = match self.set_change(&prepared) {
             Some(bytes) => Some(
@@ -947,6 +956,7 @@ impl<K: KvStore> ChainStore<K> {
             self.poisoned = Some(e.to_string());
             return Err(e.into());
         }
+        self.tx_index.install(index);
         let header_journal_chunks = prepared.journal.len().div_ceil(JOURNAL_CHUNK) as u32;
         if let Some(set) = new_set {
             self.validator_sets.insert(header.height, Arc::new(set));
