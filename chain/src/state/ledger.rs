@@ -41,6 +41,10 @@ impl<R: StateReader> Ledger<R> {
         Ok(acct)
     }
 
+    pub fn reserve_accounts(&mut self, n: usize) {
+        self.accounts.reserve(n);
+    }
+
     pub fn set_account(&mut self, a: Address, acct: Account) {
         self.accounts.insert(a, (acct, true));
     }
