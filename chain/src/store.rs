@@ -768,7 +768,7 @@ impl<K: KvStore> ChainStore<K> {
             key: key.to_vec(),
             value: bucket.get(&kh, key).map(<[u8]>::to_vec),
             bucket: b,
-            pairs: bucket.pairs().to_vec(),
+            pairs: bucket.pairs().collect(),
             siblings: self.tree.siblings(b),
         })
     }

@@ -152,7 +152,7 @@ mod tests {
                 key: key.to_vec(),
                 value: bucket.get(&kh, key).map(<[u8]>::to_vec),
                 bucket: b,
-                pairs: bucket.pairs().to_vec(),
+                pairs: bucket.pairs().collect(),
                 siblings: self.tree.siblings(b),
             }
         }
