@@ -74,8 +74,6 @@ mod tests {
     use aitbc_chain::tx::{Tx, TxKind};
     use aitbc_chain::{Address, SecretKey};
 
-    /// A batch keeps each tx's own verdict, in order: a sender's consecutive nonces are
-    /// admitted together, a bad signature and a replay are refused, each for its reason.
     /// A node's shared state over a fresh store whose genesis funds `key`'s account.
     fn funded(dir: &std::path::Path, key: &SecretKey) -> Arc<Shared> {
         let genesis = aitbc_chain::genesis::Genesis::dev(
@@ -105,6 +103,8 @@ mod tests {
         Arc::new(shared)
     }
 
+    /// A batch keeps each tx's own verdict, in order: a sender's consecutive nonces are
+    /// admitted together, a bad signature and a replay are refused, each for its reason.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_submission_gets_its_own_verdict() {
         let dir = tempfile::tempdir().expect("tempdir");

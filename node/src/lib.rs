@@ -11,6 +11,7 @@ pub mod keys;
 pub mod light;
 pub mod light_api;
 pub mod logging;
+pub mod malloc;
 pub mod metrics;
 pub mod net;
 pub mod run;

@@ -220,6 +220,7 @@ fn main() -> Result<()> {
                 &flags.layer(),
             )?;
             aitbc_node::logging::init(cfg.log_level, cfg.log_format)?;
+            aitbc_node::malloc::tune();
             if light {
                 aitbc_node::light::run(cfg)?;
             } else {

@@ -15,7 +15,7 @@ use crate::{home, keys, net, sync};
 use aitbc_chain::consensus::wal::Wal;
 use aitbc_chain::consensus::{Message, Record};
 use aitbc_chain::genesis::Genesis;
-use aitbc_chain::store::{ChainStore, SledConfig, SledKv};
+use aitbc_chain::store::{ChainStore, SledKv};
 use aitbc_chain::Params;
 use aitbc_chain::{Address, SecretKey};
 use aitbc_p2p::{Event, Handle, Topic};
@@ -44,67 +44,7 @@ fn validator_key(config: &NodeConfig) -> Result<Option<SecretKey>> {
         .with_context(|| format!("validator_key {}", config.validator_key.display()))
 }
 
-/// sled's page cache. What sled holds is a multiple of this budget: a validator under saturating
-/// load (devnet bench, 4 validators, 200 ms blocks, 60 s) had 231 MiB of heap in use at the end
-/// of the run and 141 MiB idle after it at sled's 64 MiB, 146 and 61 MiB at 16 MiB (mallinfo2).
-/// heaptrack: the difference is mostly values read back (tx-index chunks); recently written
-/// values (≈ 65 MiB) and sled's page table (≈ 26 MiB) stay either way. Throughput did not
-/// change measurably; state reads hit the store's bucket cache and write-back buffer first.
-const SLED_CACHE_BYTES: u64 = 16 << 20;
-
-/// glibc malloc settings for a long-running node (see [`tune_malloc`]).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod malloc {
-    use std::os::raw::c_int;
-
-    // From glibc's <malloc.h>.
-    const M_TRIM_THRESHOLD: c_int = -1;
-    const M_MMAP_THRESHOLD: c_int = -3;
-    const M_ARENA_MAX: c_int = -8;
-
-    /// Allocations from this size up get their own mapping, returned to the system when freed.
-    const MMAP_THRESHOLD: c_int = 1 << 20;
-    /// Free memory kept at the top of a heap before it is returned.
-    const TRIM_THRESHOLD: c_int = 16 << 20;
-
-    extern "C" {
-        fn mallopt(param: c_int, value: c_int) -> c_int;
-    }
-
-    pub(super) fn tune() {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let arenas = c_int::try_from(cores.clamp(2, 8)).unwrap_or(2);
-        for (param, value) in [
-            (M_ARENA_MAX, arenas),
-            (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-            (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-        ] {
-            // SAFETY: mallopt only changes allocator parameters; it is called before the
-            // runtime and the node's threads start, and a refused setting (return 0) leaves the
-            // default in place.
-            if unsafe { mallopt(param, value) } == 0 {
-                tracing::warn!(component = "node", event = "mallopt_refused", param, value);
-            }
-        }
-    }
-}
-
-/// Bounds what glibc's allocator keeps beyond what the node uses. With its defaults a validator
-/// under saturating load held 35–45% of its resident memory as free heap (mallinfo2): up to
-/// 8 arenas per core, each keeping the holes left by freed blocks, gossip batches and sled
-/// values, and a mmap threshold that rises to the largest chunk freed so far (a few MB), so
-/// block-sized buffers land in those heaps too. Devnet bench, 4 validators, 200 ms blocks,
-/// saturated, 45 s, sled cache 16 MiB: 260–298 MiB per validator with glibc's defaults,
-/// 213–257 with 2 arenas, 187–205 with these settings (node0, which also answers the bench's
-/// `getBlock` calls: 348–361, 269–302, 235–268); committed tx/s the same within the noise of
-/// the shared machine (±5%). A mmap threshold of 256 KiB saved ≈ 15 MiB more but cost ≈ 10%.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    malloc::tune();
-}
-
 pub fn run(config: NodeConfig) -> Result<()> {
-    tune_malloc();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aitbc-rt")
@@ -175,11 +115,7 @@ async fn run_async(config: NodeConfig) -> Result<()> {
     std::fs::create_dir_all(&config.db_path)
         .with_context(|| format!("db_path {}", config.db_path.display()))?;
     let store_path = config.db_path.join(STORE_DIR);
-    let sled_config = SledConfig {
-        cache_capacity_bytes: SLED_CACHE_BYTES,
-        ..SledConfig::default()
-    };
-    let kv = SledKv::open_with(&store_path, &sled_config)
+    let kv = SledKv::open(&store_path)
         .with_context(|| format!("opening the store at {}", store_path.display()))?;
     let store = ChainStore::open(kv, &genesis).with_context(|| {
         format!(

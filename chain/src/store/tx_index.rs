@@ -64,6 +64,13 @@ fn group_at(height: u64) -> usize {
     (height % GROUPS as u64) as usize
 }
 
+/// Whether an entry of `group` from block `height` is stored once `head` is committed: some
+/// block in `height..=head` wrote that group.
+fn stored_by(head: u64, height: u64, group: usize) -> bool {
+    let wait = (group + GROUPS - group_at(height)) % GROUPS;
+    wait as u64 <= head - height
+}
+
 fn entry(hash: &Hash, loc: TxLocation) -> [u8; ENTRY] {
     let mut e = [0u8; ENTRY];
     e[..32].copy_from_slice(&hash.0);
@@ -138,9 +145,7 @@ impl TxIndex {
         for height in from..=head {
             for (i, tx) in block_txs(height)?.iter().enumerate() {
                 let g = group_of(bucket_of(&tx.hash));
-                // Stored iff a block in height..=head wrote group g.
-                let stored = (g + GROUPS - group_at(height)) % GROUPS <= (head - height) as usize;
-                if !stored {
+                if !stored_by(head, height, g) {
                     let loc = TxLocation {
                         height,
                         index: i as u32,
@@ -310,22 +315,33 @@ mod tests {
             .collect()
     }
 
-    /// Commits blocks 1..=heights with `per_block` txs each, reopening now and then, and
-    /// checks every tx is found where it was committed, and that unknown hashes are not.
-    #[test]
-    fn every_tx_is_found_across_groups_chunks_and_reopens() {
+    /// A new store's index, its counts written.
+    fn fresh() -> (MemKv, TxIndex) {
         let kv = MemKv::new();
+        let index = TxIndex::empty();
         let mut batch = WriteBatch::default();
-        let mut index = TxIndex::empty();
         index.init_batch(&mut batch);
         kv.write(batch).expect("write");
+        (kv, index)
+    }
+
+    /// What committing block `height` does to the index: stage, write, install.
+    fn commit(kv: &MemKv, index: &mut TxIndex, height: u64, txs: &[HashedTx]) {
+        let mut batch = WriteBatch::default();
+        let update = index.stage(kv, height, txs, &mut batch).expect("stage");
+        kv.write(batch).expect("write");
+        index.install(update);
+    }
+
+    /// Commits 40 blocks of 200 txs, reopening every 7th, and checks every tx is found where
+    /// it was committed, and that unknown hashes are not.
+    #[test]
+    fn every_tx_is_found_across_groups_chunks_and_reopens() {
+        let (kv, mut index) = fresh();
         let blocks: Vec<Vec<HashedTx>> = (1..=40).map(|h| txs(h, 200)).collect();
         for (i, block) in blocks.iter().enumerate() {
             let height = i as u64 + 1;
-            let mut batch = WriteBatch::default();
-            let update = index.stage(&kv, height, block, &mut batch).expect("stage");
-            kv.write(batch).expect("write");
-            index.install(update);
+            commit(&kv, &mut index, height, block);
             if height % 7 == 0 {
                 index = TxIndex::load(&kv, height, |h| Ok(blocks[h as usize - 1].clone()))
                     .expect("load");
@@ -352,11 +368,7 @@ mod tests {
 
     #[test]
     fn long_buckets_span_chunks() {
-        let kv = MemKv::new();
-        let mut index = TxIndex::empty();
-        let mut batch = WriteBatch::default();
-        index.init_batch(&mut batch);
-        kv.write(batch).expect("write");
+        let (kv, mut index) = fresh();
         // 250 txs all in bucket 0x123 (group 3), committed at heights that write group 3.
         // Only hashes matter to the index, so they are set rather than searched for.
         let template = txs(1, 1).remove(0);
@@ -371,11 +383,7 @@ mod tests {
             })
             .collect();
         for (i, part) in picked.chunks(50).enumerate() {
-            let height = 3 + 16 * i as u64;
-            let mut batch = WriteBatch::default();
-            let update = index.stage(&kv, height, part, &mut batch).expect("stage");
-            kv.write(batch).expect("write");
-            index.install(update);
+            commit(&kv, &mut index, 3 + 16 * i as u64, part);
         }
         assert_eq!(index.pending(), 0);
         assert_eq!(index.counts[0x123], 250);
