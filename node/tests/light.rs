@@ -30,7 +30,14 @@ async fn liar(lie: Lie, genesis: &Genesis, honest: &str) -> (PeerId, String) {
     let mut config = aitbc_p2p::Config::new(genesis.chain_id.clone(), genesis.hash());
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
     config.bootstrap = vec![honest_addr];
-    config.topics = Vec::new();
+    // It subscribes like any full node: a peer that sends no subscriptions is reset twice in
+    // its first seconds (p2p `check_epochs`), and a reset that catches its first runs in flight
+    // would leave the light peer caught up from honest peers, never asking it again.
+    config.topics = aitbc_p2p::Topic::ALL.to_vec();
+    // Kademlia client: no validator lists it, so only its own light peer (which bootstraps from
+    // it) finds it. A light peer that also found the balance liar, which claims the highest head,
+    // would fetch every header from it in one run and never ask its own liar.
+    config.kad_server = false;
     config.requests_per_second = 1000;
     config.request_burst = 1000;
     let (net, mut events) = aitbc_p2p::start(aitbc_p2p::Keypair::generate_ed25519(), config)
