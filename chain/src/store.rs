@@ -404,6 +404,9 @@ pub struct ChainStore<K: KvStore> {
     tree: BucketTree,
     head: Header,
     head_hash: Hash,
+    /// The certificate the head was committed with (none at genesis): checked by whoever
+    /// committed it, so the next block's `last_commit` need not be checked again if it is this.
+    head_cert: Option<CommitCertificate>,
     genesis_hash: Hash,
     cache: Mutex<BucketCache>,
     write_back: WriteBack,
@@ -433,6 +436,7 @@ impl<K: KvStore> ChainStore<K> {
             tree,
             head: genesis.header(Hash::ZERO),
             head_hash: Hash::ZERO,
+            head_cert: None,
             genesis_hash: genesis.hash(),
             cache: Mutex::new(BucketCache::new(config.bucket_cache_bytes)),
             write_back: WriteBack {
@@ -537,6 +541,7 @@ impl<K: KvStore> ChainStore<K> {
                 computed: self.tree.root(),
             });
         }
+        self.head_cert = self.certificate(height)?;
         self.head_hash = block.hash();
         self.head = block.header;
         Ok(())
@@ -548,6 +553,12 @@ impl<K: KvStore> ChainStore<K> {
 
     pub fn head_hash(&self) -> Hash {
         self.head_hash
+    }
+
+    /// The certificate the head block was committed with, its signatures checked before (see
+    /// [`ChainStore::commit_block`]); `None` at genesis.
+    pub fn head_certificate(&self) -> Option<&CommitCertificate> {
+        self.head_cert.as_ref()
     }
 
     pub fn height(&self) -> u64 {
@@ -824,7 +835,9 @@ impl<K: KvStore> ChainStore<K> {
     /// it returns a crash cannot lose the block, and a crash before leaves no part of it.
     ///
     /// The flush blocks: call this off any async runtime. The certificate's signatures are the
-    /// caller's to check (that needs the validator set); here only its height and block hash.
+    /// caller's to check (that needs the validator set), and must have been: it becomes
+    /// [`ChainStore::head_certificate`], which the next block's validation trusts. Here only
+    /// its height and block hash are checked.
     pub fn commit_block(
         &mut self,
         block: &Block,
@@ -876,7 +889,9 @@ impl<K: KvStore> ChainStore<K> {
             });
         }
         let (batch, plan, index) = self.block_batch(block, Some(cert), &prepared)?;
-        self.write_and_install(batch, block.header.clone(), prepared, plan, index)
+        self.write_and_install(batch, block.header.clone(), prepared, plan, index)?;
+        self.head_cert = Some(cert.clone());
+        Ok(())
     }
 
     /// Which dirty buckets (with this block's) to write with block `height`: oldest first,

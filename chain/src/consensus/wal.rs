@@ -227,11 +227,17 @@ impl Wal {
     /// Drops every record (after a height is committed): truncate to 0 and sync.
     ///
     /// Records appended but not yet synced are discarded as well. Later writes start at offset 0.
+    /// A log with nothing durable costs no syscall: the file's length is always `len` (`open`
+    /// truncates to it, `sync` extends it), so it is already empty on disk. That is every height
+    /// a node commits by sync or as a non-validator.
     pub fn reset(&mut self) -> Result<(), WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
         self.pending.clear();
+        if self.len == 0 {
+            return Ok(());
+        }
         let result = self.file.set_len(0).and_then(|()| self.file.sync_data());
         match result {
             Ok(()) => {
@@ -651,5 +657,21 @@ mod tests {
         let (_, rec) = open(&path);
         assert_eq!(rec.records, vec![r(42), r(43)]);
         assert_eq!(rec.dropped_bytes, 0);
+    }
+
+    #[test]
+    fn reset_of_a_log_with_nothing_durable_drops_what_is_buffered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wal");
+        let (mut wal, _) = open(&path);
+        wal.append(&r(1)).expect("append");
+        wal.reset().expect("reset");
+        wal.sync().expect("sync");
+        assert_eq!(file_len(&path), 0);
+        wal.append(&r(2)).expect("append");
+        wal.sync().expect("sync");
+        drop(wal);
+        let (_, rec) = open(&path);
+        assert_eq!(rec.records, vec![r(2)]);
     }
 }

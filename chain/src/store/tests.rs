@@ -162,11 +162,16 @@ fn commits_are_readable_and_survive_reopen() {
     let b2 = store.block(2).expect("read").expect("block 2");
     assert_eq!(b2.last_commit, Some(cert1));
 
+    let cert2 = store.certificate(2).expect("read");
+    assert!(cert2.is_some());
+    assert_eq!(store.head_certificate(), cert2.as_ref());
+
     let (head, hash, root) = (store.head().clone(), store.head_hash(), store.state_root());
     drop(store);
     let reopened = ChainStore::open(kv, &g).expect("reopen");
     assert_eq!(reopened.head(), &head);
     assert_eq!(reopened.head_hash(), hash);
+    assert_eq!(reopened.head_certificate(), cert2.as_ref());
     assert_eq!(reopened.state_root(), root);
     assert_eq!(reopened.get(b"c").expect("read"), Some(b"3".to_vec()));
 }

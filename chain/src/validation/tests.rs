@@ -217,6 +217,14 @@ fn every_header_field_is_checked() {
         }),
         InvalidBlock::LastCommit(CertificateError::NoQuorum { .. })
     ));
+    // The head's own certificate is not checked again; any other is, signatures too.
+    assert_eq!(good.last_commit.as_ref(), store.head_certificate());
+    assert!(matches!(
+        bad(&|b| if let Some(c) = &mut b.last_commit {
+            c.signatures[0].sig = crate::crypto::Signature([7; 64])
+        }),
+        InvalidBlock::LastCommit(CertificateError::BadSignature(_))
+    ));
     assert!(matches!(
         bad(&|b| if let Some(c) = &mut b.last_commit {
             c.block_hash = Hash::ZERO
