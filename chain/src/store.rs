@@ -477,7 +477,8 @@ impl<K: KvStore> ChainStore<K> {
         let (mut batch, plan, index) = self.block_batch(&block, None, &prepared)?;
         batch.put(key::GENESIS.to_vec(), self.genesis_hash.0.to_vec());
         self.tx_index.init_batch(&mut batch);
-        self.write_and_install(batch, block.header, prepared, plan, index)
+        self.write_and_install(batch, block.header, prepared, plan, index)?;
+        self.flush()
     }
 
     fn load(&mut self, stored_genesis: &[u8], config: &StoreConfig) -> Result<(), StoreError> {
@@ -844,6 +845,22 @@ impl<K: KvStore> ChainStore<K> {
         cert: &CommitCertificate,
         prepared: PreparedState,
     ) -> Result<(), StoreError> {
+        self.stage_block(block, cert, prepared)?;
+        self.flush()
+    }
+
+    /// [`ChainStore::commit_block`] without the flush: the block's atomic batch is written and
+    /// it becomes the head, but it is not durable until [`ChainStore::flush`] returns. A crash
+    /// before that loses it, and every block staged after it, whole (a reopened store holds a
+    /// prefix of whole blocks). So nothing may be told of it before the flush: a caller that
+    /// commits a run this way (block sync, one flush per run rather than per block) holds the
+    /// store exclusively until then.
+    pub fn stage_block(
+        &mut self,
+        block: &Block,
+        cert: &CommitCertificate,
+        prepared: PreparedState,
+    ) -> Result<(), StoreError> {
         if let Some(why) = &self.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
@@ -892,6 +909,21 @@ impl<K: KvStore> ChainStore<K> {
         self.write_and_install(batch, block.header.clone(), prepared, plan, index)?;
         self.head_cert = Some(cert.clone());
         Ok(())
+    }
+
+    /// Makes every block staged so far durable.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if let Some(why) = &self.poisoned {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        self.kv.flush().map_err(|e| self.poison(e))
+    }
+
+    /// A failed write or flush may or may not have reached the disk: only a reopen (which
+    /// re-checks the store) can tell which state is real, so the store refuses all further use.
+    fn poison(&mut self, e: KvError) -> StoreError {
+        self.poisoned = Some(e.to_string());
+        e.into()
     }
 
     /// Which dirty buckets (with this block's) to write with block `height`: oldest first,
@@ -1017,12 +1049,7 @@ impl<K: KvStore> ChainStore<K> {
             ),
             None => None,
         };
-        if let Err(e) = self.kv.write(batch).and_then(|()| self.kv.flush()) {
-            // The batch may or may not be on disk now; only a reopen (which re-checks the
-            // store) can tell which state is real.
-            self.poisoned = Some(e.to_string());
-            return Err(e.into());
-        }
+        self.kv.write(batch).map_err(|e| self.poison(e))?;
         self.tx_index.install(index);
         let header_journal_chunks = prepared.journal.len().div_ceil(JOURNAL_CHUNK) as u32;
         if let Some(set) = new_set {

@@ -2,7 +2,8 @@
 //! none of it" (SPEC §4a, §10), tested with real process kills.
 //!
 //! The test re-runs its own binary as a child that commits blocks to a sled store in a loop,
-//! printing each height once `commit_block` has returned. The parent SIGKILLs it at varied
+//! in short runs staged block by block and flushed once, printing each height once the flush
+//! that made it durable has returned. The parent SIGKILLs it at varied
 //! moments, reopens the store, and checks: the store opens (its invariants hold), no height the
 //! child reported is lost, and the state is exactly the deterministic generator's state at the
 //! head (every change of the head block, none of the next one's).
@@ -26,6 +27,8 @@ const TEST_NAME: &str = "killed_store_holds_whole_blocks_or_none";
 const KEYSPACE: u64 = 20_000;
 const CHANGES_PER_BLOCK: u64 = 2_500;
 const TXS_PER_BLOCK: u64 = 16;
+/// Most blocks the child commits with one flush.
+const MAX_RUN: u64 = 3;
 
 fn genesis() -> Genesis {
     Genesis::dev("crash-test", &[&SecretKey::from_seed([1; 32])], &[])
@@ -79,39 +82,51 @@ fn open(dir: &Path) -> ChainStore<SledKv> {
     ChainStore::open(kv, &genesis()).unwrap_or_else(|e| panic!("store refused to open: {e}"))
 }
 
-/// The child: commit generator blocks on top of whatever the store holds, forever.
+/// The child: commit generator blocks on top of whatever the store holds, forever, in runs of
+/// 1 to [`MAX_RUN`] blocks each staged as its own batch and flushed once (as block sync does),
+/// so kills also land between a run's batches and before its flush.
 fn run_child(dir: &Path) {
     let mut store = open(dir);
     println!("READY {}", store.height());
     loop {
-        let height = store.height() + 1;
-        let prepared = store.prepare(&block_changes(height)).expect("prepare");
-        let txs = block_txs(height);
-        let head = store.head().clone();
-        let header = Header {
-            height,
-            timestamp_ms: head.timestamp_ms + 1,
-            parent_hash: store.head_hash(),
-            tx_root: tx_root(&txs),
-            state_root: prepared.root(),
-            ..head
-        };
-        let block = Block {
-            header,
-            txs,
-            last_commit: store.certificate(height - 1).expect("read cert"),
-        };
-        let cert = CommitCertificate {
-            height,
-            view: 0,
-            block_hash: block.hash(),
-            signatures: vec![],
-        };
-        // Lets the parent aim its kill at the write itself.
-        println!("COMMITTING {height}");
-        store.commit_block(&block, &cert, prepared).expect("commit");
-        println!("COMMITTED {height}");
+        let first = store.height() + 1;
+        let run = 1 + first % MAX_RUN;
+        for height in first..first + run {
+            stage_next(&mut store, height);
+        }
+        store.flush().expect("flush");
+        for height in first..first + run {
+            println!("COMMITTED {height}");
+        }
     }
+}
+
+fn stage_next(store: &mut ChainStore<SledKv>, height: u64) {
+    let prepared = store.prepare(&block_changes(height)).expect("prepare");
+    let txs = block_txs(height);
+    let head = store.head().clone();
+    let header = Header {
+        height,
+        timestamp_ms: head.timestamp_ms + 1,
+        parent_hash: store.head_hash(),
+        tx_root: tx_root(&txs),
+        state_root: prepared.root(),
+        ..head
+    };
+    let block = Block {
+        header,
+        txs,
+        last_commit: store.certificate(height - 1).expect("read cert"),
+    };
+    let cert = CommitCertificate {
+        height,
+        view: 0,
+        block_hash: block.hash(),
+        signatures: vec![],
+    };
+    // Lets the parent aim its kill at the write itself.
+    println!("COMMITTING {height}");
+    store.stage_block(&block, &cert, prepared).expect("stage");
 }
 
 struct Killed {
@@ -284,10 +299,10 @@ fn killed_store_holds_whole_blocks_or_none() {
                 killed.stderr
             );
         }
-        // At most the one block in flight when the kill landed is there unreported.
+        // At most the run in flight when the kill landed is there unreported.
         let known = killed.last_reported.unwrap_or(prev_head).max(prev_head);
         assert!(
-            head <= known + 1,
+            head <= known + MAX_RUN,
             "round {round}: store holds {head}, child reported only {known}"
         );
         while expected_height < head {

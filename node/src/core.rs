@@ -27,6 +27,7 @@ use aitbc_chain::crypto::Signature;
 use aitbc_chain::execution::offence_hash;
 use aitbc_chain::tx::TxKind;
 use aitbc_chain::validation::{build_proposal, validate_block, InvalidBlock, Validated};
+use aitbc_chain::validator_set::ValidatorSet;
 use aitbc_chain::vote::SignedVote;
 use aitbc_chain::{Address, Hash, SecretKey};
 use aitbc_p2p::{Acceptance, CertifiedBlock, Handle, MessageId, PeerId, Topic};
@@ -61,6 +62,10 @@ pub enum CoreInput {
     },
     Shutdown,
 }
+
+/// Longest sync holds the store before it flushes and lets go (see [`Core::apply_synced`]):
+/// RPC reads and sync answers wait for it.
+const SYNC_HOLD: Duration = Duration::from_millis(50);
 
 /// Encodes exactly as [`CertifiedBlock`] (same fields, same order) without copying the block
 /// to announce it.
@@ -279,7 +284,7 @@ impl Core {
                     let _ = self.sync_wake.try_send(());
                     Acceptance::Ignore
                 } else {
-                    match self.apply_certified(&block.block, &block.commit, false, pending)? {
+                    match self.apply_certified(&block.block, &block.commit, pending)? {
                         Ok(()) => Acceptance::Accept,
                         Err(why) => {
                             tracing::info!(component = "sync", event = "bad_block", %source, height = h, "{why}");
@@ -295,32 +300,8 @@ impl Core {
                 txs_verified,
                 reply,
             } => {
-                let mut applied = 0;
-                let mut result = Ok(0);
-                for (i, cb) in blocks.iter().enumerate() {
-                    let head = self.shared.head_height();
-                    if cb.block.header.height <= head {
-                        continue;
-                    }
-                    // The next block's `last_commit` certifies this one as well, and that block's
-                    // validation would check it: committing with it (the chain's own record of
-                    // this height) checks one certificate per block instead of two.
-                    let cert = blocks
-                        .get(i + 1)
-                        .and_then(|next| next.block.last_commit.as_ref())
-                        .unwrap_or(&cb.commit);
-                    if let Err(why) =
-                        self.apply_certified(&cb.block, cert, txs_verified, pending)?
-                    {
-                        result = Err(format!("block {}: {why}", cb.block.header.height));
-                        break;
-                    }
-                    applied += 1;
-                    // Let the engine catch up between blocks so its state stays small.
-                    self.drain(pending)?;
-                }
-                self.shared.metrics.sync_blocks(applied as u64);
-                let _ = reply.send(result.map(|_: usize| applied));
+                let result = self.apply_synced(&blocks, txs_verified, pending)?;
+                let _ = reply.send(result);
             }
             CoreInput::Shutdown => {}
         }
@@ -562,43 +543,125 @@ impl Core {
         }
     }
 
-    /// Checks and commits a block that arrived with its certificate (announced or synced).
+    /// Checks and commits a block announced with its certificate.
     /// The outer error is this node's failure; the inner one is the block's.
     fn apply_certified(
         &mut self,
         block: &Block,
         cert: &CommitCertificate,
-        txs_verified: bool,
         pending: &mut VecDeque<Input>,
     ) -> Result<Result<(), String>, CoreError> {
-        let validated = {
-            let store = self.shared.store();
-            let h = block.header.height;
-            let Some(set) = store.voting_set(h) else {
-                return Ok(Err(format!("no validator set for height {h}")));
-            };
-            if let Err(e) = cert.verify(&store.head().chain_id, h, &block.hash(), &set) {
-                return Ok(Err(format!("certificate: {e}")));
-            }
-            let validated = if txs_verified {
-                validate_block(&store, block, |_| true)
-            } else {
-                self.validate_on_head(&store, block)
-            };
-            match validated {
-                Ok(v) => v,
-                Err(e) if e.is_invalid() => return Ok(Err(e.to_string())),
-                Err(e) => return Err(CoreError::Other(e.to_string())),
-            }
+        let validated = match self.check_certified(&self.shared.store(), block, cert, false)? {
+            Ok(v) => v,
+            Err(why) => return Ok(Err(why)),
         };
-        // It came from the network: gossip relays it (or sync peers serve it); a second
-        // copy under our name would only be a duplicate.
+        // It came from the network: gossip relays it; a second copy under our name would only
+        // be a duplicate.
         self.commit(block, cert, validated, Announce::No, pending)?;
         Ok(Ok(()))
     }
 
-    /// Commits `block` (one flushed write), then tells everyone: mempool, waiting clients,
-    /// subscribers, peers (block topic), and finally the engine.
+    /// Checks `block` on `store`'s head: `cert` must commit it, and it must be valid.
+    /// `txs_verified`: its tx signatures were checked already.
+    fn check_certified(
+        &self,
+        store: &Store,
+        block: &Block,
+        cert: &CommitCertificate,
+        txs_verified: bool,
+    ) -> Result<Result<Validated, String>, CoreError> {
+        let h = block.header.height;
+        let Some(set) = store.voting_set(h) else {
+            return Ok(Err(format!("no validator set for height {h}")));
+        };
+        if let Err(e) = cert.verify(&store.head().chain_id, h, &block.hash(), &set) {
+            return Ok(Err(format!("certificate: {e}")));
+        }
+        let validated = if txs_verified {
+            validate_block(store, block, |_| true)
+        } else {
+            self.validate_on_head(store, block)
+        };
+        match validated {
+            Ok(v) => Ok(Ok(v)),
+            Err(e) if e.is_invalid() => Ok(Err(e.to_string())),
+            Err(e) => Err(CoreError::Other(e.to_string())),
+        }
+    }
+
+    /// Checks and commits a run of synced blocks (in height order), many blocks per flush:
+    /// each block is its own atomic batch, written with the store held exclusively, and the
+    /// store is let go only once a flush made them durable, so no client or peer sees a head
+    /// that a crash could take back. The store is let go (after a flush) at least every
+    /// [`SYNC_HOLD`], so RPC reads and sync answers do not wait long. Returns how many were
+    /// applied, or why a block was bad (the blocks before it are applied).
+    fn apply_synced(
+        &mut self,
+        blocks: &[CertifiedBlock],
+        txs_verified: bool,
+        pending: &mut VecDeque<Input>,
+    ) -> Result<Result<usize, String>, CoreError> {
+        let shared = self.shared.clone();
+        let mut applied = 0;
+        let mut next = 0;
+        while next < blocks.len() {
+            let held = Instant::now();
+            let mut writing = Duration::ZERO;
+            let mut staged = Vec::new();
+            let mut bad = None;
+            let mut store = shared.store_mut();
+            while next < blocks.len() && held.elapsed() < SYNC_HOLD {
+                let (i, cb) = (next, &blocks[next]);
+                next += 1;
+                let h = cb.block.header.height;
+                if h <= store.height() {
+                    continue;
+                }
+                // The next block's `last_commit` certifies this one as well, and that block's
+                // validation would check it: committing with it (the chain's own record of
+                // this height) checks one certificate per block instead of two.
+                let cert = blocks
+                    .get(i + 1)
+                    .and_then(|next| next.block.last_commit.as_ref())
+                    .unwrap_or(&cb.commit);
+                match self.check_certified(&store, &cb.block, cert, txs_verified)? {
+                    Ok(Validated {
+                        outcome, prepared, ..
+                    }) => {
+                        let started = Instant::now();
+                        store.stage_block(&cb.block, cert, prepared)?;
+                        writing += started.elapsed();
+                        staged.push((&cb.block, cert, outcome.next_validators));
+                    }
+                    Err(why) => {
+                        bad = Some(format!("block {h}: {why}"));
+                        next = blocks.len();
+                    }
+                }
+            }
+            if !staged.is_empty() {
+                let started = Instant::now();
+                store.flush()?;
+                writing += started.elapsed();
+            }
+            drop(store);
+            let per_block = writing / staged.len().max(1) as u32;
+            applied += staged.len();
+            self.shared.metrics.sync_blocks(staged.len() as u64);
+            for (block, cert, next_set) in staged {
+                self.shared.metrics.store_commit(per_block);
+                self.after_commit(block, cert, next_set, Announce::No, pending)?;
+                // Let the engine catch up between blocks so its state stays small.
+                self.drain(pending)?;
+            }
+            if let Some(why) = bad {
+                return Ok(Err(why));
+            }
+        }
+        Ok(Ok(applied))
+    }
+
+    /// Commits `block` (one flushed write), then tells everyone (see [`Core::after_commit`]).
     fn commit(
         &mut self,
         block: &Block,
@@ -607,17 +670,29 @@ impl Core {
         announce: Announce,
         pending: &mut VecDeque<Input>,
     ) -> Result<(), CoreError> {
-        let height = block.header.height;
         let started = Instant::now();
         let Validated {
             outcome, prepared, ..
         } = validated;
-        let next_set = outcome.next_validators;
         self.shared
             .store_mut()
             .commit_block(block, cert, prepared)?;
+        self.shared.metrics.store_commit(started.elapsed());
+        self.after_commit(block, cert, outcome.next_validators, announce, pending)
+    }
+
+    /// What follows a durable commit of `block`: the WAL, mempool, waiting clients,
+    /// subscribers, peers (block topic), and finally the engine.
+    fn after_commit(
+        &mut self,
+        block: &Block,
+        cert: &CommitCertificate,
+        next_set: ValidatorSet,
+        announce: Announce,
+        pending: &mut VecDeque<Input>,
+    ) -> Result<(), CoreError> {
+        let height = block.header.height;
         let now = Instant::now();
-        self.shared.metrics.store_commit(now - started);
         // The height is durable: its consensus messages are no longer needed to stay safe.
         self.wal.reset()?;
         self.wal_dirty = false;
