@@ -54,6 +54,32 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // 1,024 signatures from 64 keys (16 txs per sender), as in a block or a sync run: each
+    // key is one point of the multiscalar multiplication, not sixteen.
+    let senders: Vec<SecretKey> = (0..64u64)
+        .map(|i| SecretKey::from_seed(Hash::of(&i.to_le_bytes()).0))
+        .collect();
+    let repeated: Vec<(VerifyingKey, Hash, _)> = (0..1024u64)
+        .map(|i| {
+            let k = &senders[(i % 64) as usize];
+            let d = Hash::of(&(i + 2_000_000).to_le_bytes());
+            (
+                VerifyingKey::new(&k.public()).expect("valid key"),
+                d,
+                k.sign_digest(&d),
+            )
+        })
+        .collect();
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("aitbc_batch_1024_from_64_keys", |b| {
+        b.iter(|| {
+            let items: Vec<BatchItem<'_>> = repeated
+                .iter()
+                .map(|(key, digest, sig)| BatchItem { key, digest, sig })
+                .collect();
+            crypto::verify_batch(&items).expect("valid batch")
+        })
+    });
     let k = SecretKey::from_seed([1; 32]);
     let d = Hash::of(b"single");
     let s = k.sign_digest(&d);

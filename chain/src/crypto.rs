@@ -18,6 +18,7 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::Signer;
 use sha2::{Digest, Sha256, Sha512};
+use std::collections::btree_map::{BTreeMap, Entry};
 
 fixed_bytes!(
     /// An ed25519 public key (compressed Edwards point).
@@ -223,14 +224,28 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), SigError> {
             Scalar::from_bytes_mod_order(z)
         })
         .collect();
-    // -(Σ z_i s_i) B + Σ z_i R_i + Σ (z_i k_i) A_i = 0, cofactor cleared.
+    // -(Σ z_i s_i) B + Σ z_i R_i + Σ (z_i k_i) A_i = 0, cofactor cleared. The A terms are
+    // summed per distinct key first: a sender with many txs in the batch adds one point to the
+    // multiscalar multiplication, not one per signature.
     let b_coeff: Scalar = prepared.iter().zip(&zs).map(|(p, z)| z * p.s).sum();
+    let mut key_terms: Vec<(Scalar, EdwardsPoint)> = Vec::with_capacity(items.len());
+    let mut by_key: BTreeMap<&[u8; 32], usize> = BTreeMap::new();
+    for ((p, z), it) in prepared.iter().zip(&zs).zip(items) {
+        let c = z * p.k;
+        match by_key.entry(&it.key.bytes.0) {
+            Entry::Occupied(e) => key_terms[*e.get()].0 += c,
+            Entry::Vacant(e) => {
+                e.insert(key_terms.len());
+                key_terms.push((c, it.key.point));
+            }
+        }
+    }
     let scalars = std::iter::once(-b_coeff)
         .chain(zs.iter().copied())
-        .chain(prepared.iter().zip(&zs).map(|(p, z)| z * p.k));
+        .chain(key_terms.iter().map(|(c, _)| *c));
     let points = std::iter::once(curve25519_dalek::constants::ED25519_BASEPOINT_POINT)
         .chain(prepared.iter().map(|p| p.r))
-        .chain(items.iter().map(|it| it.key.point));
+        .chain(key_terms.iter().map(|(_, a)| *a));
     let sum = EdwardsPoint::vartime_multiscalar_mul(scalars, points);
     if sum.mul_by_cofactor().is_identity() {
         Ok(())
@@ -293,6 +308,45 @@ mod tests {
             assert!(verify_batch(&batch).is_err(), "bad item {bad} accepted");
             items[bad].2 = saved;
         }
+    }
+
+    /// One key signing many messages shares one point in the batch equation: still every
+    /// signature counts, and a bad one (or one from another key) fails the batch.
+    #[test]
+    fn batch_with_repeated_keys_checks_every_signature() {
+        let sk = SecretKey::from_seed([9; 32]);
+        let key = VerifyingKey::new(&sk.public()).expect("valid key");
+        let mut items: Vec<_> = (0..12u64)
+            .map(|n| {
+                let digest = signing_digest(Domain::Tx, "test", &n);
+                (key, digest, sk.sign_digest(&digest))
+            })
+            .chain((1..=4).map(signed))
+            .collect();
+        let batch = |items: &[(VerifyingKey, Hash, Signature)]| {
+            let b: Vec<_> = items
+                .iter()
+                .map(|(key, digest, sig)| BatchItem { key, digest, sig })
+                .collect();
+            verify_batch(&b)
+        };
+        assert_eq!(batch(&items), Ok(()));
+        for bad in [0usize, 5, 11, 13] {
+            let saved = items[bad].2;
+            items[bad].2 .0[40] ^= 1;
+            assert!(batch(&items).is_err(), "bad item {bad} accepted");
+            items[bad].2 = saved;
+        }
+        items.swap(2, 3);
+        assert_eq!(batch(&items), Ok(()), "same pairs, reordered");
+        // Two of the key's signatures swapped between its messages.
+        let (d2, d3) = (items[2].1, items[3].1);
+        items[2].1 = d3;
+        items[3].1 = d2;
+        assert!(
+            batch(&items).is_err(),
+            "signatures over other messages accepted"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::account::Account;
 use crate::address::Address;
-use crate::crypto::{self, BatchItem, SigError, VerifyingKey};
+use crate::crypto::{self, BatchItem, PublicKey, SigError, VerifyingKey};
 use crate::hash::Hash;
 use crate::params::{ParamError, Params, BPS};
 use crate::receipt::{Receipt, ReceiptSigError};
@@ -17,6 +17,7 @@ use crate::tx::{HashedTx, SigPart, TxKind};
 use crate::validator_set::{Candidate, ValidatorSet};
 use crate::vote::SignedVote;
 use serde::{Deserialize, Serialize};
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::collections::BTreeSet;
 
 /// Most accounts the authorities may authorize at once: bounds the epoch-change work.
@@ -162,6 +163,8 @@ fn sig_error(part: SigPart, e: SigError) -> TxError {
 pub fn verify_txs(txs: &[&HashedTx]) -> Result<(), (usize, TxError)> {
     let mut keys = Vec::with_capacity(txs.len());
     let mut sigs = Vec::with_capacity(txs.len());
+    // Each signer's key is decompressed once (a sender often has many txs in a block or run).
+    let mut decompressed: BTreeMap<PublicKey, VerifyingKey> = BTreeMap::new();
     for (i, t) in txs.iter().enumerate() {
         let each = t.signatures().map_err(|part| {
             let e = match part {
@@ -171,7 +174,13 @@ pub fn verify_txs(txs: &[&HashedTx]) -> Result<(), (usize, TxError)> {
             (i, TxError::from(e))
         })?;
         for s in each {
-            keys.push(VerifyingKey::new(s.signer).map_err(|e| (i, sig_error(s.part, e)))?);
+            let key = match decompressed.entry(*s.signer) {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => {
+                    *e.insert(VerifyingKey::new(s.signer).map_err(|e| (i, sig_error(s.part, e)))?)
+                }
+            };
+            keys.push(key);
             sigs.push((i, s));
         }
     }
