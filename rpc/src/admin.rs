@@ -5,6 +5,7 @@
 //! and compared in constant time, so neither timing nor a memory dump of the state shows it;
 //! it is never logged.
 
+use crate::envelope::{to_answer, Answer};
 use crate::jsonrpc::RpcError;
 use crate::methods;
 use crate::params::Params;
@@ -20,7 +21,6 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use serde_json::Value;
 use std::time::Instant;
 use tracing::info;
 
@@ -76,17 +76,12 @@ fn admin_params<A>(
     Params::new(Some(body_object(body, s.ctx.max_body_bytes)?), names)
 }
 
-fn to_json<T: serde::Serialize>(value: T) -> Result<Value, RpcError> {
-    serde_json::to_value(value)
-        .map_err(|e| RpcError::internal(format!("answer not serialisable: {e}")))
-}
-
 /// Records the call, logs what an operator did (never the token), and answers REST-style.
 fn answer(
     metrics: &crate::RpcMetrics,
     label: &'static str,
     started: Instant,
-    result: Result<Value, RpcError>,
+    result: Result<Answer, RpcError>,
 ) -> Response {
     methods::finish(metrics, label, started, &result);
     if result.is_ok() {
@@ -112,7 +107,7 @@ async fn mint_faucet<A: NodeApi>(
                 ..crate::ApiError::not_found("this chain's genesis names no faucet account")
             }));
         }
-        to_json(s.ctx.api.admin_mint_faucet(address, amount).await?)
+        to_answer(s.ctx.api.admin_mint_faucet(address, amount).await?)
     }
     .await;
     answer(&s.ctx.metrics, "admin_mintFaucet", started, result)
@@ -129,7 +124,7 @@ async fn add_peer<A: NodeApi>(
         let p = admin_params(&s, &headers, body, &["multiaddr"])?;
         let multiaddr: String = p.required("multiaddr")?;
         s.ctx.api.admin_add_peer(multiaddr).await?;
-        Ok(Value::Bool(true))
+        to_answer(true)
     }
     .await;
     answer(&s.ctx.metrics, "admin_addPeer", started, result)
@@ -146,7 +141,7 @@ async fn param_set<A: NodeApi>(
         let p = admin_params(&s, &headers, body, &["key", "value"])?;
         let key: String = p.required("key")?;
         let value: u64 = p.required("value")?;
-        to_json(s.ctx.api.admin_param_set(key, value).await?)
+        to_answer(s.ctx.api.admin_param_set(key, value).await?)
     }
     .await;
     answer(&s.ctx.metrics, "admin_paramSet", started, result)

@@ -1,10 +1,12 @@
-//! JSON-RPC 2.0 framing: the error object, the request and response envelopes, and the handling
-//! of one message (a single call or a batch), shared by HTTP and WebSocket.
+//! JSON-RPC 2.0 framing: the error object, the request envelope, and the handling of one message
+//! (a single call or a batch), shared by HTTP and WebSocket. Responses are written by
+//! [`crate::envelope`].
 //!
 //! Bodies are parsed here from raw bytes rather than through axum's `Json` extractor, so that every
 //! malformed input gets a JSON-RPC error object (axum would answer 400/415/422 with plain text).
 
 use crate::api::ApiError;
+use crate::envelope::{self, error_text};
 use crate::methods::{self, Ctx};
 use crate::NodeApi;
 use serde::{Serialize, Serializer};
@@ -219,35 +221,6 @@ impl Request {
     }
 }
 
-/// `{"jsonrpc":"2.0","id":…,"result"|"error":…}`.
-pub(crate) fn response(id: Value, result: Result<Value, RpcError>) -> Value {
-    let mut m = Map::new();
-    m.insert("jsonrpc".into(), Value::String("2.0".into()));
-    m.insert("id".into(), id);
-    match result {
-        Ok(v) => m.insert("result".into(), v),
-        Err(e) => m.insert(
-            "error".into(),
-            serde_json::to_value(&e).unwrap_or(Value::Null),
-        ),
-    };
-    Value::Object(m)
-}
-
-/// The text of an error response with a null id (for errors found before any call was read).
-pub(crate) fn error_text(error: RpcError) -> String {
-    to_text(&response(Value::Null, Err(error)))
-}
-
-/// Serialises a response. A `Value` always serialises (its map keys are strings), so the
-/// fallback is never used; it exists so that no code path can panic.
-pub(crate) fn to_text(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| {
-        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"response not serialisable"}}"#
-            .to_string()
-    })
-}
-
 /// Answers one message: a single call or a batch. `None` = nothing to send back (only
 /// notifications). Batches run their calls one after another and answer in order.
 pub(crate) async fn handle_message<A: NodeApi>(ctx: &Ctx<A>, body: &[u8]) -> Option<String> {
@@ -275,7 +248,7 @@ pub(crate) async fn handle_message<A: NodeApi>(ctx: &Ctx<A>, body: &[u8]) -> Opt
             // The calls run concurrently (answers keep their order): a batch of `sendTx` then
             // reaches the node together and is admitted with one batched signature check, and
             // one slow call (a `wait: commit`) does not hold up the rest.
-            let answers: Vec<Value> =
+            let answers: Vec<String> =
                 futures_util::future::join_all(calls.into_iter().map(|c| handle_call(ctx, c)))
                     .await
                     .into_iter()
@@ -284,10 +257,10 @@ pub(crate) async fn handle_message<A: NodeApi>(ctx: &Ctx<A>, body: &[u8]) -> Opt
             if answers.is_empty() {
                 None
             } else {
-                Some(to_text(&Value::Array(answers)))
+                Some(envelope::batch(&answers))
             }
         }
-        Value::Object(_) => handle_call(ctx, value).await.map(|v| to_text(&v)),
+        Value::Object(_) => handle_call(ctx, value).await,
         _ => {
             ctx.metrics.record_failure(INVALID_REQUEST);
             Some(error_text(RpcError::invalid_request(
@@ -297,17 +270,19 @@ pub(crate) async fn handle_message<A: NodeApi>(ctx: &Ctx<A>, body: &[u8]) -> Opt
     }
 }
 
-/// Runs one call of a message; `None` for a notification.
-async fn handle_call<A: NodeApi>(ctx: &Ctx<A>, value: Value) -> Option<Value> {
+/// Runs one call of a message and gives its response as text; `None` for a notification.
+async fn handle_call<A: NodeApi>(ctx: &Ctx<A>, value: Value) -> Option<String> {
     let request = match Request::from_value(value) {
         Ok(r) => r,
         Err((id, error)) => {
             ctx.metrics.record_failure(error.code);
-            return Some(response(id, Err(error)));
+            return Some(envelope::response(&id, Err(&error)));
         }
     };
     let result = methods::call_observed(ctx, &request.method, request.params).await;
-    request.id.map(|id| response(id, result))
+    request
+        .id
+        .map(|id| envelope::response(&id, result.as_deref()))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod admin;
 pub mod api;
 mod config;
 mod connections;
+mod envelope;
 mod jsonrpc;
 mod methods;
 mod metrics;

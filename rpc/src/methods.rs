@@ -3,12 +3,13 @@
 //! the same on every route.
 
 use crate::api::{BlockRef, NodeApi, Wait};
+use crate::envelope::{to_answer, Answer};
 use crate::jsonrpc::{codes, RpcError};
 use crate::metrics::RpcMetrics;
 use crate::params::Params;
 use crate::subscriptions::Subscriptions;
 use aitbc_chain::{Address, Hash, Tx, TxKind};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,16 +116,11 @@ pub(crate) async fn call_observed<A: NodeApi>(
     ctx: &Ctx<A>,
     method: &str,
     params: Option<Value>,
-) -> Result<Value, RpcError> {
+) -> Result<Answer, RpcError> {
     let started = Instant::now();
     let result = call(ctx, method, params).await;
     finish(&ctx.metrics, metric_label(method), started, &result);
     result
-}
-
-fn to_json<T: Serialize>(value: T) -> Result<Value, RpcError> {
-    serde_json::to_value(value)
-        .map_err(|e| RpcError::internal(format!("answer not serialisable: {e}")))
 }
 
 fn found<T>(value: Option<T>, what: impl FnOnce() -> String) -> Result<T, RpcError> {
@@ -136,22 +132,24 @@ pub(crate) const MAX_MEMPOOL_LIMIT: u64 = 1_000;
 const DEFAULT_MEMPOOL_LIMIT: u64 = 100;
 
 /// Runs one method. Unknown names answer -32601; bad parameters -32602 naming the parameter.
+/// The answer comes back already serialised (see [`crate::envelope`]), so a big block is never
+/// held as a `Value` tree.
 pub(crate) async fn call<A: NodeApi>(
     ctx: &Ctx<A>,
     method: &str,
     raw: Option<Value>,
-) -> Result<Value, RpcError> {
+) -> Result<Answer, RpcError> {
     let api = &*ctx.api;
     match method {
         "sendTx" => {
             let p = Params::new(raw, &["tx", "wait"])?;
             let tx: Tx = p.required("tx")?;
-            to_json(api.send_tx(tx, wait(&p)?).await?)
+            to_answer(api.send_tx(tx, wait(&p)?).await?)
         }
         "sendRawTx" => {
             let p = Params::new(raw, &["tx", "wait"])?;
             let tx = decode_raw_tx(p.required("tx")?, ctx.max_body_bytes)?;
-            to_json(api.send_tx(tx, wait(&p)?).await?)
+            to_answer(api.send_tx(tx, wait(&p)?).await?)
         }
         "submitReceipt" => {
             let p = Params::new(raw, &["tx", "wait"])?;
@@ -162,12 +160,12 @@ pub(crate) async fn call<A: NodeApi>(
                     tx.kind.name()
                 )));
             }
-            to_json(api.send_tx(tx, wait(&p)?).await?)
+            to_answer(api.send_tx(tx, wait(&p)?).await?)
         }
         "getTx" => {
             let p = Params::new(raw, &["hash"])?;
             let hash: Hash = p.required("hash")?;
-            to_json(found(api.get_tx(hash)?, || format!("tx {hash}"))?)
+            to_answer(found(api.get_tx(hash)?, || format!("tx {hash}"))?)
         }
         "getBlock" => {
             let at = block_ref(raw)?;
@@ -175,11 +173,11 @@ pub(crate) async fn call<A: NodeApi>(
                 BlockRef::Height(h) => format!("block at height {h}"),
                 BlockRef::Hash(h) => format!("block {h}"),
             };
-            to_json(found(api.get_block(at)?, what)?)
+            to_answer(found(api.get_block(at)?, what)?)
         }
         "getHead" => {
             Params::new(raw, &[])?;
-            to_json(found(api.get_header(None)?, || "head header".into())?)
+            to_answer(found(api.get_header(None)?, || "head header".into())?)
         }
         "getHeader" => {
             let p = Params::new(raw, &["height"])?;
@@ -188,33 +186,33 @@ pub(crate) async fn call<A: NodeApi>(
                 Some(h) => format!("header at height {h}"),
                 None => "head header".into(),
             };
-            to_json(found(api.get_header(height)?, what)?)
+            to_answer(found(api.get_header(height)?, what)?)
         }
         "getCommit" => {
             let p = Params::new(raw, &["height"])?;
             let height: u64 = p.required("height")?;
-            to_json(found(api.get_commit(height)?, || {
+            to_answer(found(api.get_commit(height)?, || {
                 format!("commit certificate for height {height}")
             })?)
         }
         "getBalance" => {
             let p = Params::new(raw, &["address"])?;
             let address: Address = p.required("address")?;
-            to_json(api.get_account(address).await?)
+            to_answer(api.get_account(address).await?)
         }
         "getAccountProof" => {
             let p = Params::new(raw, &["address"])?;
             let address: Address = p.required("address")?;
-            to_json(api.get_account_proof(address)?)
+            to_answer(api.get_account_proof(address)?)
         }
-        "estimateFee" => to_json(api.estimate_fee(fee_bytes(raw)?)?),
+        "estimateFee" => to_answer(api.estimate_fee(fee_bytes(raw)?)?),
         "getValidators" => {
             Params::new(raw, &[])?;
-            to_json(api.validators()?)
+            to_answer(api.validators()?)
         }
         "getPeers" => {
             Params::new(raw, &[])?;
-            to_json(api.peers().await?)
+            to_answer(api.peers().await?)
         }
         "getMempool" => {
             let p = Params::new(raw, &["limit"])?;
@@ -225,27 +223,27 @@ pub(crate) async fn call<A: NodeApi>(
                 )));
             }
             // Bounded by MAX_MEMPOOL_LIMIT just above, so the cast cannot truncate.
-            to_json(api.mempool(limit as usize)?)
+            to_answer(api.mempool(limit as usize)?)
         }
         "getSupply" => {
             Params::new(raw, &[])?;
-            to_json(api.supply()?)
+            to_answer(api.supply()?)
         }
         "getGenesis" => {
             Params::new(raw, &[])?;
-            to_json(api.genesis())
+            to_answer(api.genesis())
         }
         "consensusState" => {
             Params::new(raw, &[])?;
-            to_json(api.consensus_state()?)
+            to_answer(api.consensus_state()?)
         }
         "status" => {
             Params::new(raw, &[])?;
-            to_json(api.status()?)
+            to_answer(api.status()?)
         }
         "syncStatus" => {
             Params::new(raw, &[])?;
-            to_json(api.sync_status()?)
+            to_answer(api.sync_status()?)
         }
         "subscribe" | "unsubscribe" => {
             let Some(session) = &ctx.session else {
@@ -256,10 +254,10 @@ pub(crate) async fn call<A: NodeApi>(
             };
             if method == "subscribe" {
                 let p = Params::new(raw, &["topic"])?;
-                to_json(session.subscribe(p.required("topic")?)?)
+                to_answer(session.subscribe(p.required("topic")?)?)
             } else {
                 let p = Params::new(raw, &["subscription"])?;
-                to_json(session.unsubscribe(p.required("subscription")?))
+                to_answer(session.unsubscribe(p.required("subscription")?))
             }
         }
         _ => Err(RpcError::method_not_found(method)),

@@ -5,7 +5,8 @@
 //! not, so such idle buckets are dropped when the table is full; if it is still full, clients
 //! not in it share one overflow bucket until a later sweep frees room.
 
-use crate::jsonrpc::{codes, error_text, RpcError};
+use crate::envelope::error_text;
+use crate::jsonrpc::{codes, RpcError};
 use crate::metrics::RpcMetrics;
 use crate::respond;
 use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};

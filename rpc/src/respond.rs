@@ -1,6 +1,7 @@
 //! HTTP answers: JSON bodies, and the HTTP status that fits each error for the REST and admin
 //! routes (JSON-RPC answers carry their errors in the body instead).
 
+use crate::envelope::{error_text, Answer};
 use crate::jsonrpc::{codes, RpcError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +15,7 @@ pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Respo
         Ok(bytes) => (status, [(header::CONTENT_TYPE, JSON)], bytes).into_response(),
         Err(e) => text_json(
             StatusCode::INTERNAL_SERVER_ERROR,
-            crate::jsonrpc::error_text(RpcError::internal(format!("answer not serialisable: {e}"))),
+            error_text(RpcError::internal(format!("answer not serialisable: {e}"))),
         ),
     }
 }
@@ -42,10 +43,11 @@ pub(crate) fn status_of(e: &RpcError) -> StatusCode {
     }
 }
 
-/// A REST answer: the plain result with 200, or the error object with its status.
-pub(crate) fn rest<T: Serialize>(result: Result<T, RpcError>) -> Response {
+/// A REST answer: the plain result with 200 (its text as is, no copy), or the error object with
+/// its status.
+pub(crate) fn rest(result: Result<Answer, RpcError>) -> Response {
     match result {
-        Ok(v) => json(StatusCode::OK, &v),
+        Ok(answer) => text_json(StatusCode::OK, Box::<str>::from(answer).into()),
         Err(e) => json(status_of(&e), &e),
     }
 }

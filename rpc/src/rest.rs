@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -75,7 +76,7 @@ fn from_path<A: NodeApi>(
                 Err(rejection) => {
                     let e = RpcError::invalid_params(format!("path: {rejection}"));
                     s.ctx.metrics.record_failure(e.code);
-                    respond::rest::<Value>(Err(e))
+                    respond::rest(Err(e))
                 }
             }
         },
@@ -98,7 +99,7 @@ fn from_body<A: NodeApi>(method: &'static str) -> MethodRouter<AppState<A>> {
                 Ok(params) => respond::rest(call_observed(&s.ctx, method, Some(params)).await),
                 Err(e) => {
                     s.ctx.metrics.record_failure(e.code);
-                    respond::rest::<Value>(Err(e))
+                    respond::rest(Err(e))
                 }
             }
         },
@@ -132,12 +133,29 @@ async fn health<A: NodeApi>(State(s): State<AppState<A>>) -> Response {
     let result = s.ctx.api.health().map_err(RpcError::from);
     methods::finish(&s.ctx.metrics, "health", started, &result);
     match result {
-        Ok(()) => respond::json(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(()) => respond::json(
+            StatusCode::OK,
+            &Health {
+                status: "ok",
+                error: None,
+            },
+        ),
         Err(e) => respond::json(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "error", "error": e}),
+            &Health {
+                status: "error",
+                error: Some(&e),
+            },
         ),
     }
+}
+
+/// The body of `GET /health`.
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a RpcError>,
 }
 
 /// `GET /metrics`: the node's registry (which holds the RPC's metrics too) in OpenMetrics text.

@@ -3,7 +3,8 @@
 use crate::admin::{self, AdminToken};
 use crate::config::RpcConfig;
 use crate::connections::{LimitedListener, LimitedStream};
-use crate::jsonrpc::{self, codes, error_text, RpcError};
+use crate::envelope::error_text;
+use crate::jsonrpc::{self, codes, RpcError};
 use crate::methods::Ctx;
 use crate::metrics::RpcMetrics;
 use crate::rate_limit::{self, RateLimit, RateLimiter};

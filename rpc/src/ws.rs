@@ -7,7 +7,8 @@
 //! many it missed), calls run in their own tasks (a few at a time per connection), and a client
 //! that stops reading is disconnected after [`SEND_TIMEOUT`].
 
-use crate::jsonrpc::{self, error_text, RpcError};
+use crate::envelope::{error_text, notification};
+use crate::jsonrpc::{self, RpcError};
 use crate::methods::Ctx;
 use crate::rate_limit::{ClientAddr, RateLimiter};
 use crate::respond;
@@ -18,7 +19,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,18 +102,6 @@ async fn send(socket: &mut WebSocket, text: String) -> bool {
         tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
         Ok(Ok(()))
     )
-}
-
-fn notification(subscription: &str, payload: (&str, Value)) -> String {
-    let (key, value) = payload;
-    let mut params = serde_json::Map::new();
-    params.insert("subscription".into(), Value::String(subscription.into()));
-    params.insert(key.into(), value);
-    jsonrpc::to_text(&json!({
-        "jsonrpc": "2.0",
-        "method": "subscription",
-        "params": params,
-    }))
 }
 
 impl<A: NodeApi> Connection<A> {
@@ -198,7 +187,8 @@ impl<A: NodeApi> Connection<A> {
         if ids.is_empty() {
             return true;
         }
-        let result = match serde_json::to_value(event) {
+        // Serialised once for all of this connection's subscriptions to the topic.
+        let result = match serde_json::value::to_raw_value(event) {
             Ok(v) => v,
             Err(e) => {
                 warn!(component = "rpc", error = %e, "event not serialisable");
@@ -206,7 +196,7 @@ impl<A: NodeApi> Connection<A> {
             }
         };
         for id in ids {
-            if !send(socket, notification(&id, ("result", result.clone()))).await {
+            if !send(socket, notification(&id, Ok(&result))).await {
                 return false;
             }
         }
@@ -222,9 +212,8 @@ impl<A: NodeApi> Connection<A> {
                 format!("this connection fell behind and missed {missed} events"),
             )
         };
-        let error = serde_json::to_value(&error).unwrap_or(Value::Null);
         for id in self.session.all_ids() {
-            if !send(socket, notification(&id, ("error", error.clone()))).await {
+            if !send(socket, notification(&id, Err(&error))).await {
                 return false;
             }
         }
