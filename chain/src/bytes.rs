@@ -4,7 +4,7 @@
 //! prefix; human-readable formats (JSON) show lowercase `0x`-prefixed hex, as SPEC §2 requires.
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::ser::{SerializeTuple, Serializer};
+use serde::ser::{self, SerializeTuple, Serializer};
 use std::fmt;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,12 +40,25 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Longest byte string whose hex is written without a heap allocation (a signature).
+const MAX_STACK_HEX: usize = 64;
+
 pub(crate) fn serialize_fixed<S: Serializer, const N: usize>(
     bytes: &[u8; N],
     s: S,
 ) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
-        s.serialize_str(&to_hex(bytes))
+        // On the stack: a JSON answer of a big block holds thousands of hashes, keys and
+        // signatures, and a heap string each was most of its allocations.
+        let mut buf = [0u8; 2 + 2 * MAX_STACK_HEX];
+        match buf.get_mut(..2 + 2 * N) {
+            Some(out) => {
+                out[..2].copy_from_slice(b"0x");
+                hex::encode_to_slice(bytes, &mut out[2..]).map_err(ser::Error::custom)?;
+                s.serialize_str(std::str::from_utf8(out).map_err(ser::Error::custom)?)
+            }
+            None => s.serialize_str(&to_hex(bytes)),
+        }
     } else {
         let mut t = s.serialize_tuple(N)?;
         for b in bytes {
