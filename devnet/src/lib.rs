@@ -11,6 +11,7 @@
 //!   node0/ … nodeN-1/    `aitbc-node init` homes (keys, config.toml, genesis.json, data/)
 //!     node.log           the node's stderr (its tracing output)
 //!   light0/ … lightK-1/  light peers' homes (`up --light K`), the same kind, run with `--light`
+//!   sync-bench-…/        while `bench-sync` runs: its follower node's temporary home
 //! ```
 //!
 //! The nodes are separate processes in their own process groups, so they outlive `up` and a
@@ -24,6 +25,7 @@
 
 pub mod accounts;
 pub mod bench;
+pub mod bench_sync;
 pub mod demo;
 pub mod down;
 pub mod logs;

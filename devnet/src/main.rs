@@ -118,6 +118,31 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
     },
+    /// Measure block sync (SPEC §9: 10,000 blocks from peers at ≥ 2,000 blocks/s) on the
+    /// running devnet: start a fresh follower node (a new home with the devnet genesis,
+    /// bootstrapping from node0), time it from its first synced block to node0's head, and
+    /// print blocks/s, its CPU and memory as a table, and as JSON with --json. The follower and
+    /// its home are removed afterwards.
+    BenchSync {
+        #[arg(long, default_value = "./devnet")]
+        dir: PathBuf,
+        /// Blocks to sync at least: node0's chain must be this long (the follower syncs all of
+        /// it, up to node0's head when the run starts).
+        #[arg(long, default_value_t = aitbc_devnet::bench_sync::DEFAULT_BLOCKS,
+              value_parser = clap::value_parser!(u64).range(1..=aitbc_devnet::bench_sync::MAX_BLOCKS))]
+        blocks: u64,
+        /// Seconds allowed for the follower to start and reach node0's head.
+        #[arg(long, default_value_t = aitbc_devnet::bench_sync::DEFAULT_TIMEOUT_S,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        /// The aitbc-node binary [default: next to this executable, else on PATH].
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+        /// Also write the figures as JSON to PATH; `-` prints the JSON on stdout and the table on
+        /// stderr.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
     /// Stop one node (SIGTERM, then SIGKILL after 10 s); the others keep running.
     Stop {
         /// Node: 0 or node0 for a validator, light0 for a light peer.
@@ -237,6 +262,22 @@ fn run(cli: Cli) -> Result<()> {
             };
             aitbc_devnet::bench::main(&opts, &mut stdout.lock())?;
         }
+        Command::BenchSync {
+            dir,
+            blocks,
+            timeout,
+            node_bin,
+            json,
+        } => {
+            let opts = aitbc_devnet::bench_sync::SyncOptions {
+                dir,
+                blocks,
+                timeout: Duration::from_secs(timeout),
+                node_bin,
+                json,
+            };
+            aitbc_devnet::bench_sync::main(&opts, &mut stdout.lock())?;
+        }
         Command::Stop { node, dir, kill } => println!("{}", node_ctl::stop(&dir, &node, kill)?),
         Command::Start {
             node,
@@ -259,4 +300,41 @@ fn run(cli: Cli) -> Result<()> {
     }
     std::io::stdout().flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_sync_flags_default_and_range() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["aitbc-devnet", "bench-sync", "--dir", "/tmp/net"]
+                    .iter()
+                    .chain(args),
+            )
+        };
+        match parse(&[]).expect("defaults").command {
+            Command::BenchSync {
+                blocks,
+                timeout,
+                json,
+                ..
+            } => {
+                assert_eq!(blocks, 10_000);
+                assert_eq!(timeout, 600);
+                assert_eq!(json, None);
+            }
+            _ => panic!("not bench-sync"),
+        }
+        assert!(parse(&["--blocks", "1000000", "--json", "-"]).is_ok());
+        for bad in [
+            ["--blocks", "0"],
+            ["--blocks", "1000001"],
+            ["--timeout", "0"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -80,7 +80,8 @@ pub fn run_node_cli(bin: &Path, args: &[&OsStr]) -> Result<String> {
     String::from_utf8(out.stdout).context("aitbc-node printed non-UTF-8 output")
 }
 
-trait CommandEnv {
+pub(crate) trait CommandEnv {
+    /// Removes the node's config variables (see `scrubbed_env`) from the child's environment.
     fn env_clear_config(&mut self) -> &mut Self;
 }
 

@@ -35,12 +35,12 @@ use anyhow::{bail, Context, Result};
 use plan::{AccountInput, Plan};
 use progress::{bar, Progress};
 use report::{BlockStats, NodeStats, ProcessStats, Report};
-use rpc::Conn;
+use rpc::{Conn, HeadAnswer, StatusAnswer};
 use send::{SenderEnd, SenderPlan, Shared};
 use serde::Deserialize;
 use serde_json::json;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,21 +77,6 @@ pub struct BenchOptions {
 }
 
 #[derive(Deserialize)]
-struct StatusAnswer {
-    chain_id: String,
-}
-
-#[derive(Deserialize)]
-struct HeadAnswer {
-    header: HeadHeader,
-}
-
-#[derive(Deserialize)]
-struct HeadHeader {
-    height: u64,
-}
-
-#[derive(Deserialize)]
 struct BalanceAnswer {
     balance: u64,
     nonce: u64,
@@ -108,23 +93,12 @@ struct FeeAnswer {
 pub fn main(opts: &BenchOptions, out: &mut dyn Write) -> Result<()> {
     process::catch_interrupts();
     let report = run(opts)?;
-    let text = report::render_text(&report);
-    let json = serde_json::to_string_pretty(&report)? + "\n";
-    match &opts.json {
-        Some(path) if path == Path::new("-") => {
-            eprint!("{text}");
-            out.write_all(json.as_bytes())
-                .context("writing the JSON report")?;
-        }
-        Some(path) => {
-            write!(out, "{text}").context("writing the report")?;
-            crate::record::write_atomic(path, json.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            writeln!(out, "figures written to {}", path.display())?;
-        }
-        None => write!(out, "{text}").context("writing the report")?,
-    }
-    Ok(())
+    report::emit(
+        &report::render_text(&report),
+        &report,
+        opts.json.as_deref(),
+        out,
+    )
 }
 
 /// Runs the bench against the devnet in `opts.dir` and returns its figures (progress goes to

@@ -4,8 +4,11 @@
 use super::send::Rejection;
 use super::stats::{round1, IntervalMs, LatencyMs};
 use crate::table::{render, thousands};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 
 /// SPEC §9: committed transfers per second, sustained for 60 s.
 pub const TARGET_TPS: f64 = 10_000.0;
@@ -201,6 +204,53 @@ pub fn targets(r: &Report) -> Vec<Target> {
 }
 
 /// The report as text: a summary, the targets table, the per-validator table.
+/// The figures against their SPEC §9 targets, as a table.
+pub fn targets_table(targets: &[Target]) -> String {
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| {
+            let met = match t.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            };
+            vec![
+                t.figure.clone(),
+                t.measured.clone(),
+                t.target.clone(),
+                met.into(),
+            ]
+        })
+        .collect();
+    render(&["figure", "measured", "target (SPEC §9)", "met"], &rows)
+}
+
+/// Writes a bench's `text` to `out`, and its figures as JSON where `--json` says: to a file
+/// (`json` = PATH), or to `out` with the text on stderr (`json` = `-`).
+pub fn emit(
+    text: &str,
+    figures: &impl Serialize,
+    json: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let as_json = serde_json::to_string_pretty(figures)? + "\n";
+    match json {
+        Some(path) if path == Path::new("-") => {
+            eprint!("{text}");
+            out.write_all(as_json.as_bytes())
+                .context("writing the JSON report")?;
+        }
+        Some(path) => {
+            write!(out, "{text}").context("writing the report")?;
+            crate::record::write_atomic(path, as_json.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            writeln!(out, "figures written to {}", path.display())?;
+        }
+        None => write!(out, "{text}").context("writing the report")?,
+    }
+    Ok(())
+}
+
 pub fn render_text(r: &Report) -> String {
     let mut s = String::new();
     let rate = if r.target_rate == 0 {
@@ -270,27 +320,7 @@ pub fn render_text(r: &Report) -> String {
         ));
     }
     s.push('\n');
-    let rows: Vec<Vec<String>> = r
-        .targets
-        .iter()
-        .map(|t| {
-            let met = match t.met {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "-",
-            };
-            vec![
-                t.figure.clone(),
-                t.measured.clone(),
-                t.target.clone(),
-                met.into(),
-            ]
-        })
-        .collect();
-    s.push_str(&render(
-        &["figure", "measured", "target (SPEC §9)", "met"],
-        &rows,
-    ));
+    s.push_str(&targets_table(&r.targets));
     s.push('\n');
     let pct = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}%"));
     let mem = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1} MiB"));

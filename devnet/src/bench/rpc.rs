@@ -359,3 +359,20 @@ mod tests {
         assert_eq!(out[0].as_ref().expect_err("refused").reason, "error_32000");
     }
 }
+
+/// The part of a `status` answer the benches read.
+#[derive(Deserialize)]
+pub(crate) struct StatusAnswer {
+    pub chain_id: String,
+}
+
+/// The part of a `getHead` answer the benches read.
+#[derive(Deserialize)]
+pub(crate) struct HeadAnswer {
+    pub header: HeadHeader,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct HeadHeader {
+    pub height: u64,
+}
