@@ -35,7 +35,7 @@ use crate::state::proof::StateProof;
 use crate::state::{StateChanges, StateError, StateReader};
 use crate::validator_set::ValidatorSet;
 use cache::BucketCache;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use tx_index::{IndexUpdate, TxIndex};
 
@@ -351,6 +351,8 @@ struct WriteBack {
 /// and rewrites a leaf whole, in a separate file once it exceeds 128 KiB: whole records
 /// (≈ 0.6 MB for 10,000 changes) side by side made every journal write rewrite megabytes.
 const JOURNAL_CHUNK: usize = 4096;
+/// Committed blocks kept decoded (see `ChainStore::recent`): a few blocks' time of polling.
+const RECENT_BLOCKS: usize = 4;
 
 /// What one commit writes back: buckets written now, and the new lowest journal height.
 struct WriteBackPlan {
@@ -407,6 +409,11 @@ pub struct ChainStore<K: KvStore> {
     /// The certificate the head was committed with (none at genesis): checked by whoever
     /// committed it, so the next block's `last_commit` need not be checked again if it is this.
     head_cert: Option<CommitCertificate>,
+    /// The last [`RECENT_BLOCKS`] blocks committed (staged) here, newest last: clients and
+    /// syncing peers ask for the newest blocks most, and reading one back from sled pulls its
+    /// pages into sled's cache again (≈ 45 MiB at peak on a validator answering `getBlock` for
+    /// every block of a saturated devnet, measured with heaptrack).
+    recent: Mutex<VecDeque<Block>>,
     genesis_hash: Hash,
     cache: Mutex<BucketCache>,
     write_back: WriteBack,
@@ -437,6 +444,7 @@ impl<K: KvStore> ChainStore<K> {
             head: genesis.header(Hash::ZERO),
             head_hash: Hash::ZERO,
             head_cert: None,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
             genesis_hash: genesis.hash(),
             cache: Mutex::new(BucketCache::new(config.bucket_cache_bytes)),
             write_back: WriteBack {
@@ -593,6 +601,11 @@ impl<K: KvStore> ChainStore<K> {
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = recent.iter().find(|b| b.header.height == height) {
+            return Ok(Some(b.clone()));
+        }
+        drop(recent);
         self.decode_at(&key::block(height))
     }
 
@@ -908,6 +921,11 @@ impl<K: KvStore> ChainStore<K> {
         let (batch, plan, index) = self.block_batch(block, Some(cert), &prepared)?;
         self.write_and_install(batch, block.header.clone(), prepared, plan, index)?;
         self.head_cert = Some(cert.clone());
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_BLOCKS {
+            recent.pop_front();
+        }
+        recent.push_back(block.clone());
         Ok(())
     }
 

@@ -580,3 +580,21 @@ fn store_is_shareable_across_threads() {
     assert_send_sync::<ChainStore<MemKv>>();
     assert_send_sync::<PreparedState>();
 }
+
+#[test]
+fn recent_blocks_read_the_same_as_stored_ones() {
+    let g = genesis();
+    let kv = MemKv::new();
+    let mut store = ChainStore::open(kv.clone(), &g).expect("open");
+    for i in 0..(RECENT_BLOCKS as u64 + 3) {
+        let c = changes(&[("k", Some(&format!("v{i}")))]);
+        commit(&mut store, &c, vec![transfer(i + 1)]);
+    }
+    let reopened = ChainStore::open(kv, &g).expect("reopen");
+    for h in 0..=store.height() {
+        let kept = store.block(h).expect("read");
+        assert!(kept.is_some(), "block {h}");
+        assert_eq!(kept, reopened.block(h).expect("read"), "block {h}");
+    }
+    assert_eq!(store.block(store.height() + 1).expect("read"), None);
+}
