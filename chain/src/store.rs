@@ -413,7 +413,7 @@ pub struct ChainStore<K: KvStore> {
     /// syncing peers ask for the newest blocks most, and reading one back from sled pulls its
     /// pages into sled's cache again (≈ 45 MiB at peak on a validator answering `getBlock` for
     /// every block of a saturated devnet, measured with heaptrack).
-    recent: Mutex<VecDeque<Block>>,
+    recent: VecDeque<Block>,
     genesis_hash: Hash,
     cache: Mutex<BucketCache>,
     write_back: WriteBack,
@@ -444,7 +444,7 @@ impl<K: KvStore> ChainStore<K> {
             head: genesis.header(Hash::ZERO),
             head_hash: Hash::ZERO,
             head_cert: None,
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_BLOCKS)),
+            recent: VecDeque::with_capacity(RECENT_BLOCKS),
             genesis_hash: genesis.hash(),
             cache: Mutex::new(BucketCache::new(config.bucket_cache_bytes)),
             write_back: WriteBack {
@@ -601,11 +601,9 @@ impl<K: KvStore> ChainStore<K> {
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = recent.iter().find(|b| b.header.height == height) {
+        if let Some(b) = self.recent.iter().find(|b| b.header.height == height) {
             return Ok(Some(b.clone()));
         }
-        drop(recent);
         self.decode_at(&key::block(height))
     }
 
@@ -921,11 +919,10 @@ impl<K: KvStore> ChainStore<K> {
         let (batch, plan, index) = self.block_batch(block, Some(cert), &prepared)?;
         self.write_and_install(batch, block.header.clone(), prepared, plan, index)?;
         self.head_cert = Some(cert.clone());
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == RECENT_BLOCKS {
-            recent.pop_front();
+        if self.recent.len() == RECENT_BLOCKS {
+            self.recent.pop_front();
         }
-        recent.push_back(block.clone());
+        self.recent.push_back(block.clone());
         Ok(())
     }
 
