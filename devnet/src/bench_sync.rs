@@ -20,21 +20,20 @@ use crate::bench::progress::{bar, Progress};
 use crate::bench::report::{emit, mib, targets_table, Target};
 use crate::bench::rpc::{Conn, HeadAnswer, StatusAnswer};
 use crate::bench::stats::round1;
-use crate::process::{self, CommandEnv, LOG_FILE};
+use crate::process::{self, LOG_FILE};
 use crate::record::{Devnet, Member};
 use crate::table::{render, thousands};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
-use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// Blocks the follower must sync unless `--blocks` says otherwise: SPEC §9's 10,000.
-pub const DEFAULT_BLOCKS: u64 = 10_000;
+/// Blocks the follower must sync unless `--blocks` says otherwise: SPEC §9's.
+pub const DEFAULT_BLOCKS: u64 = TARGET_SYNC_BLOCKS;
 /// Most `--blocks`: far more than SPEC §9 asks, few enough that a typo is not a day-long run.
 pub const MAX_BLOCKS: u64 = 1_000_000;
 /// Seconds allowed for the follower to start and reach the target unless `--timeout` says
@@ -248,17 +247,7 @@ impl Follower {
             .tempdir_in(dir)
             .with_context(|| format!("making a temporary home in {}", dir.display()))?;
         let home_path = home.path().to_path_buf();
-        process::check_interrupted()?;
-        process::run_node_cli(
-            bin,
-            &[
-                OsStr::new("init"),
-                OsStr::new("--home"),
-                home_path.as_os_str(),
-                OsStr::new("--chain-id"),
-                OsStr::new(&devnet.chain_id),
-            ],
-        )?;
+        process::init_home(bin, &home_path, &devnet.chain_id)?;
         // `init` wrote a one-validator genesis of its own; the follower must run the devnet's.
         let genesis = dir.join(aitbc_node::home::GENESIS_FILE);
         let bytes =
@@ -270,24 +259,13 @@ impl Follower {
         let log_path = home_path.join(LOG_FILE);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("run")
-            .arg("--home")
-            .arg(&home_path)
-            .args(["--p2p-bind", &format!("/ip4/127.0.0.1/tcp/{}", ports[0])])
-            .args(["--rpc-bind", &format!("127.0.0.1:{}", ports[1])])
-            // As the validators run: a block time given to them overrides the genesis one.
-            .args(["--block-time", &devnet.block_time_ms.to_string()])
-            .args(["--bootstrap-peers", bootstrap])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            // Its own group, as every devnet node: a Ctrl-C reaches this process, which then
-            // stops the follower in order, not both at once.
-            .process_group(0);
-        // As for every devnet node: a DB_PATH or VALIDATOR_KEY exported in the shell cannot
-        // point the follower elsewhere.
-        cmd.env_clear_config();
+        // Started as every devnet node is (its own process group: a Ctrl-C reaches this
+        // process, which then stops the follower in order).
+        let p2p_bind = format!("/ip4/127.0.0.1/tcp/{}", ports[0]);
+        let mut cmd = process::node_command(bin, &home_path, &p2p_bind, ports[1], log);
+        // As the validators run: a block time given to them overrides the genesis one.
+        cmd.args(["--block-time", &devnet.block_time_ms.to_string()])
+            .args(["--bootstrap-peers", bootstrap]);
         #[cfg(target_os = "linux")]
         {
             // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it only

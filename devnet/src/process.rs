@@ -80,8 +80,7 @@ pub fn run_node_cli(bin: &Path, args: &[&OsStr]) -> Result<String> {
     String::from_utf8(out.stdout).context("aitbc-node printed non-UTF-8 output")
 }
 
-pub(crate) trait CommandEnv {
-    /// Removes the node's config variables (see `scrubbed_env`) from the child's environment.
+trait CommandEnv {
     fn env_clear_config(&mut self) -> &mut Self;
 }
 
@@ -94,10 +93,51 @@ impl CommandEnv for Command {
     }
 }
 
-/// Starts `member` of `devnet` in `dir` (an absolute path) as a detached process: stdin and
-/// stdout null, stderr appended to its `node.log`, and its own process group, so it survives
-/// `up` exiting and a Ctrl-C in `up`'s terminal (which signals the foreground group only).
-/// A validator runs with the devnet's block time; a light peer with `--light`.
+/// `aitbc-node init --home HOME --chain-id CHAIN_ID`: a node home with keys and config (its
+/// genesis is the caller's to replace with the devnet's).
+pub fn init_home(bin: &Path, home: &Path, chain_id: &str) -> Result<()> {
+    check_interrupted()?;
+    run_node_cli(
+        bin,
+        &[
+            OsStr::new("init"),
+            OsStr::new("--home"),
+            home.as_os_str(),
+            OsStr::new("--chain-id"),
+            OsStr::new(chain_id),
+        ],
+    )
+    .map(drop)
+}
+
+/// `aitbc-node run` on `home` with its P2P and RPC binds, as every devnet node starts: stdin
+/// and stdout null, stderr to `log`, the node's config variables kept out of its environment,
+/// and its own process group, so it survives the command that started it and a Ctrl-C in that
+/// command's terminal (which signals the foreground group only).
+pub(crate) fn node_command(
+    bin: &Path,
+    home: &Path,
+    p2p_bind: &str,
+    rpc_port: u16,
+    log: fs::File,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--home")
+        .arg(home)
+        .args(["--p2p-bind", p2p_bind])
+        .args(["--rpc-bind", &format!("127.0.0.1:{rpc_port}")])
+        .env_clear_config()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    cmd
+}
+
+/// Starts `member` of `devnet` in `dir` (an absolute path) as a detached process (see
+/// [`node_command`]), its stderr appended to its `node.log`. A validator runs with the
+/// devnet's block time; a light peer with `--light`.
 pub fn spawn_node(
     bin: &Path,
     dir: &Path,
@@ -124,12 +164,7 @@ pub fn spawn_node(
         now_ms()
     )
     .with_context(|| format!("writing {}", log_path.display()))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("run")
-        .arg("--home")
-        .arg(&home)
-        .args(["--p2p-bind", &node.p2p_bind()])
-        .args(["--rpc-bind", &format!("127.0.0.1:{}", node.rpc_port)]);
+    let mut cmd = node_command(bin, &home, &node.p2p_bind(), node.rpc_port, log);
     match member {
         Member::Validator(_) => cmd.args(["--block-time", &devnet.block_time_ms.to_string()]),
         Member::Light(_) => cmd.arg("--light"),
@@ -137,11 +172,6 @@ pub fn spawn_node(
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap-peers", b]);
     }
-    cmd.env_clear_config()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0);
     cmd.spawn()
         .with_context(|| format!("starting {} for {member}", bin.display()))
 }

@@ -305,18 +305,8 @@ fn create(dir: &Path, bin: &Path, opts: &UpOptions, progress: &mut dyn Write) ->
     // A light peer's home is an ordinary node home (its validator key is never used): the
     // same `init`, config and genesis, run with `--light`.
     let init = |member: Member| -> Result<PathBuf> {
-        process::check_interrupted()?;
         let home = member.home(dir);
-        process::run_node_cli(
-            bin,
-            &[
-                OsStr::new("init"),
-                OsStr::new("--home"),
-                home.as_os_str(),
-                OsStr::new("--chain-id"),
-                OsStr::new(&chain_id),
-            ],
-        )?;
+        process::init_home(bin, &home, &chain_id)?;
         Ok(home)
     };
 
