@@ -12,6 +12,8 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+const ADMIN_TOKEN: &str = "light-test-admin-token-0123456789";
+
 #[derive(Clone, Copy, Debug)]
 enum Lie {
     /// One header of each answer is altered after it was certified.
@@ -171,8 +173,9 @@ fn light_peer_verifies_through_a_set_change_and_bans_liars() {
         (nodes[0].height() >= 300).then_some(())
     });
 
-    // One light peer per liar, each also bootstrapping from an honest validator: the liar
-    // claims the highest head, so it is the first asked.
+    // One light peer per liar, bootstrapping from its liar alone: the liar is its only source
+    // until the first runs are judged, so the lie is met whatever the timing. Then it is told of
+    // an honest validator through the admin route, as an operator would.
     let lies = [Lie::ForgedHeader, Lie::WeakCertificate, Lie::WrongBalance];
     let mut lights = Vec::new();
     for (i, lie) in lies.into_iter().enumerate() {
@@ -180,14 +183,48 @@ fn light_peer_verifies_through_a_set_change_and_bans_liars() {
         let home = dir.path().join(format!("light{i}"));
         Node::init(&home);
         std::fs::copy(homes[0].join("genesis.json"), home.join("genesis.json")).expect("copy");
-        let peers = format!("{addr},{boot}");
         let light = Node::start_on(
             &home,
             free_port(),
             free_port(),
-            &["--light", "--bootstrap-peers", &peers],
+            &[
+                "--light",
+                "--bootstrap-peers",
+                &addr,
+                "--admin-token",
+                ADMIN_TOKEN,
+            ],
         );
         lights.push((lie, id, light));
+    }
+    let banned = |light: &Node, id: &PeerId, lie: Lie| {
+        let expected = match lie {
+            Lie::ForgedHeader => "served a bad header: certificate: certificate is for block",
+            Lie::WeakCertificate => "not more than two thirds",
+            Lie::WrongBalance => "bad account proof",
+        };
+        light.log().lines().any(|line| {
+            line.contains("bad_peer") && line.contains(&id.to_string()) && line.contains(expected)
+        })
+    };
+    for (lie, id, light) in &lights {
+        match lie {
+            // Its first run from the liar carries the lie.
+            Lie::ForgedHeader | Lie::WeakCertificate => {
+                light.wait_for("the header liar to be banned", |l| {
+                    banned(l, id, *lie).then_some(())
+                });
+            }
+            // It relays honest headers: the light peer follows it at first.
+            Lie::WrongBalance => {
+                light.wait_for("headers through the balance liar", |l| {
+                    (l.height() > 0).then_some(())
+                });
+            }
+        }
+        light
+            .admin(ADMIN_TOKEN, "peers/add", json!({ "multiaddr": boot }))
+            .expect("peer added");
     }
 
     // Each reaches the validators' head, header for header, across the set change.
@@ -213,46 +250,36 @@ fn light_peer_verifies_through_a_set_change_and_bans_liars() {
     // The balance liar relays honest headers but claims 2,000 more than it has: once it fails
     // to serve them, its claim no longer counts in `syncStatus`, which reports the lag behind
     // the head honest peers can serve.
-    let (_, _, balance_light) = &lights[2];
+    let (lie, liar_id, balance_light) = &lights[2];
     balance_light.wait_for("syncStatus to ignore the unbacked claim", |l| {
         let s = l.call("syncStatus", json!({})).ok()?;
         let best = s["best_peer_height"].as_u64()?;
         (best < nodes[0].height() + 500 && s["lag"].as_u64()? < 500).then_some(())
     });
 
-    // A verified balance: the liar is asked first, caught and banned, and an honest peer
-    // answers.
+    // Verified balances. The liar claims the highest head, so it is asked first once the light
+    // peer has its claim from a poll; it is caught and banned, and an honest peer answers.
+    // Every answer, before and after, is the true balance.
     let address = aitbc_chain::Address::of(&key.public()).to_string();
     let full = nodes[0]
         .call("getBalance", json!({ "address": address }))
         .expect("balance");
-    for (_, _, light) in &lights {
+    let balance_is_true = |light: &Node| {
         let verified = light
             .call("getBalance", json!({ "address": address }))
             .expect("verified balance");
         assert_eq!(verified["balance"], full["balance"]);
         assert_eq!(verified["stake"], full["stake"]);
+    };
+    balance_light.wait_for("the balance liar to be banned", |l| {
+        balance_is_true(l);
+        banned(l, liar_id, *lie).then_some(())
+    });
+    for (_, _, light) in &lights {
+        balance_is_true(light);
     }
 
-    // Every liar is found out and banned, for what it lied about; the light peers still follow
-    // the honest head.
-    for (lie, id, light) in &lights {
-        let expected = match lie {
-            Lie::ForgedHeader => "served a bad header: certificate: certificate is for block",
-            Lie::WeakCertificate => "not more than two thirds",
-            Lie::WrongBalance => "bad account proof",
-        };
-        light.wait_for("the liar to be banned", |l| {
-            l.log()
-                .lines()
-                .any(|line| {
-                    line.contains("bad_peer")
-                        && line.contains(&id.to_string())
-                        && line.contains(expected)
-                })
-                .then_some(())
-        });
-    }
+    // The light peers still follow the honest head.
     let later = nodes[0].height();
     for (_, _, light) in &lights {
         light.wait_for("the light peer to follow the head", |l| {

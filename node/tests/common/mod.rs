@@ -77,6 +77,33 @@ impl Node {
             .map_err(|e| e.to_string())
     }
 
+    /// `POST /admin/{route}` with `token` as the bearer; the bare result, or the error body.
+    pub fn admin(&self, token: &str, route: &str, body: Value) -> Result<Value, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut answer = agent
+            .post(&format!("{}/admin/{route}", self.rpc))
+            .header("authorization", &format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .send(body.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        let ok = answer.status().is_success();
+        let text = answer
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if ok {
+            Ok(value)
+        } else {
+            Err(text)
+        }
+    }
+
     pub fn height(&self) -> u64 {
         let head = self.call("getHead", json!({})).expect("getHead");
         head["header"]["height"].as_u64().expect("height")
