@@ -92,6 +92,7 @@ mod tests {
         let (outbox, _) = mpsc::channel(1);
         let shared = Shared::new(
             genesis,
+            aitbc_chain::mempool::MempoolConfig::default(),
             store,
             None,
             "test".into(),

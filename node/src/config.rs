@@ -11,6 +11,7 @@
 //! `aitbc-node init` keeps working wherever it is moved or mounted. Relative paths from the
 //! environment or flags are relative to the working directory, as a shell user expects.
 
+use aitbc_chain::mempool::MempoolConfig;
 use aitbc_rpc::RpcConfig;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -37,6 +38,12 @@ pub const MAX_RPC_CONNECTIONS: usize = 65_536;
 /// Most `rpc_rate_per_ip` (requests per second): beyond this the limit is in effect off, and
 /// the derived burst (twice the rate) stays far from `u32::MAX`.
 pub const MAX_RPC_RATE_PER_IP: u32 = 1_000_000;
+/// `mempool_max_txs` bounds. Below a thousand the pool cannot fill one block at the 10,000 tx/s
+/// target; a pooled transfer costs about 0.5 KiB, so a million is ~0.5 GiB.
+pub const MEMPOOL_TXS: std::ops::RangeInclusive<usize> = 1_000..=1_000_000;
+/// `mempool_max_bytes` bounds: at least 1 MiB (many of the largest tx, 32 KiB by default), at
+/// most 1 GiB.
+pub const MEMPOOL_BYTES: std::ops::RangeInclusive<usize> = (1 << 20)..=(1 << 30);
 
 /// Where a value came from; shown in every error.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,10 +99,12 @@ pub enum Key {
     RpcMaxConnections,
     RpcRatePerIp,
     RpcCorsOrigins,
+    MempoolMaxTxs,
+    MempoolMaxBytes,
 }
 
 impl Key {
-    pub const ALL: [Key; 17] = [
+    pub const ALL: [Key; 19] = [
         Key::ChainId,
         Key::DbPath,
         Key::P2pBind,
@@ -113,6 +122,8 @@ impl Key {
         Key::RpcMaxConnections,
         Key::RpcRatePerIp,
         Key::RpcCorsOrigins,
+        Key::MempoolMaxTxs,
+        Key::MempoolMaxBytes,
     ];
 
     /// The TOML key.
@@ -135,6 +146,8 @@ impl Key {
             Key::RpcMaxConnections => "rpc_max_connections",
             Key::RpcRatePerIp => "rpc_rate_per_ip",
             Key::RpcCorsOrigins => "rpc_cors_origins",
+            Key::MempoolMaxTxs => "mempool_max_txs",
+            Key::MempoolMaxBytes => "mempool_max_bytes",
         }
     }
 
@@ -241,12 +254,18 @@ pub struct NodeConfig {
     /// Origins browsers may call the RPC from: empty = no CORS headers, `"*"` = any origin,
     /// otherwise `http://` or `https://` origins (scheme, host, optional port; no path).
     pub rpc_cors_origins: Vec<String>,
+    /// The mempool's bounds (count, and sum of canonical lengths). Under load beyond what the
+    /// chain commits, the pool fills and a tx waits about `mempool_max_txs` / throughput to be
+    /// committed: a smaller pool refuses sooner (`mempool_full`) and keeps that wait short.
+    pub mempool_max_txs: usize,
+    pub mempool_max_bytes: usize,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
         // The RPC limits default to what the RPC server itself defaults to.
         let rpc = RpcConfig::default();
+        let mempool = MempoolConfig::default();
         NodeConfig {
             chain_id: DEFAULT_CHAIN_ID.to_string(),
             db_path: PathBuf::from("data"),
@@ -265,6 +284,8 @@ impl Default for NodeConfig {
             rpc_max_connections: rpc.max_connections,
             rpc_rate_per_ip: rpc.rate_per_ip,
             rpc_cors_origins: rpc.cors_origins,
+            mempool_max_txs: mempool.max_txs,
+            mempool_max_bytes: mempool.max_bytes,
         }
     }
 }
@@ -308,6 +329,10 @@ pub struct FileConfig {
     pub rpc_rate_per_ip: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpc_cors_origins: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mempool_max_txs: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mempool_max_bytes: Option<i64>,
 }
 
 impl FileConfig {
@@ -350,6 +375,8 @@ impl FileConfig {
             rpc_max_connections: self.rpc_max_connections.map(|v| v.to_string()),
             rpc_rate_per_ip: self.rpc_rate_per_ip.map(|v| v.to_string()),
             rpc_cors_origins: self.rpc_cors_origins.clone(),
+            mempool_max_txs: self.mempool_max_txs.map(|v| v.to_string()),
+            mempool_max_bytes: self.mempool_max_bytes.map(|v| v.to_string()),
         }
     }
 }
@@ -375,6 +402,8 @@ pub struct Layer {
     pub rpc_max_connections: Option<String>,
     pub rpc_rate_per_ip: Option<String>,
     pub rpc_cors_origins: Option<Vec<String>>,
+    pub mempool_max_txs: Option<String>,
+    pub mempool_max_bytes: Option<String>,
 }
 
 /// Splits a comma-separated list (peers, CORS origins), dropping empty entries (a trailing
@@ -410,6 +439,8 @@ impl Layer {
             rpc_max_connections: get(Key::RpcMaxConnections),
             rpc_rate_per_ip: get(Key::RpcRatePerIp),
             rpc_cors_origins: get(Key::RpcCorsOrigins).map(|v| split_peers(&v)),
+            mempool_max_txs: get(Key::MempoolMaxTxs),
+            mempool_max_bytes: get(Key::MempoolMaxBytes),
         }
     }
 }
@@ -506,7 +537,23 @@ impl NodeConfig {
                 .map(|o| at(Key::RpcCorsOrigins).cors_origin(o))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(v) = &layer.mempool_max_txs {
+            self.mempool_max_txs = at(Key::MempoolMaxTxs).within(v, MEMPOOL_TXS, "a tx count")?;
+        }
+        if let Some(v) = &layer.mempool_max_bytes {
+            self.mempool_max_bytes =
+                at(Key::MempoolMaxBytes).within(v, MEMPOOL_BYTES, "a size in bytes")?;
+        }
         Ok(())
+    }
+
+    /// The mempool bounds this config asks for.
+    pub fn mempool(&self) -> MempoolConfig {
+        MempoolConfig {
+            max_txs: self.mempool_max_txs,
+            max_bytes: self.mempool_max_bytes,
+            ..MempoolConfig::default()
+        }
     }
 
     /// The effective config as TOML, with the admin token redacted, for `config show`.
@@ -530,6 +577,8 @@ impl NodeConfig {
             rpc_max_connections: i64::try_from(self.rpc_max_connections).ok(),
             rpc_rate_per_ip: Some(i64::from(self.rpc_rate_per_ip)),
             rpc_cors_origins: Some(self.rpc_cors_origins.clone()),
+            mempool_max_txs: i64::try_from(self.mempool_max_txs).ok(),
+            mempool_max_bytes: i64::try_from(self.mempool_max_bytes).ok(),
         };
         toml::to_string(&file).unwrap_or_default()
     }
@@ -672,6 +721,22 @@ impl At<'_> {
                     "is not a request rate (0 = off, up to {MAX_RPC_RATE_PER_IP} requests per \
                      second)"
                 ),
+            )),
+        }
+    }
+
+    /// A whole number in `range`; `what` names what it counts.
+    fn within(
+        &self,
+        v: &str,
+        range: std::ops::RangeInclusive<usize>,
+        what: &str,
+    ) -> Result<usize, ConfigError> {
+        match v.parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(self.err(
+                v,
+                format!("is not {what} from {} to {}", range.start(), range.end()),
             )),
         }
     }
@@ -1084,6 +1149,47 @@ mod tests {
         let missing = dir.path().join("missing.toml");
         let msg = load_err(Some(&missing), &Layer::default(), &Layer::default());
         assert!(msg.contains("missing.toml"), "{msg}");
+    }
+
+    /// The mempool bounds come from every layer, reach `MempoolConfig`, and are refused
+    /// outside their ranges with the key named as the layer spells it.
+    #[test]
+    fn mempool_bounds_from_each_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = NodeConfig::load(None, &Layer::default(), &Layer::default()).expect("load");
+        assert_eq!(c.mempool(), MempoolConfig::default());
+
+        let file = write_file(
+            dir.path(),
+            "mempool_max_txs = 2000\nmempool_max_bytes = 2097152\n",
+        );
+        let flags = Layer {
+            mempool_max_txs: Some("3000".into()),
+            ..Layer::default()
+        };
+        let c = NodeConfig::load(Some(&file), &Layer::default(), &flags).expect("load");
+        let m = c.mempool();
+        assert_eq!((m.max_txs, m.max_bytes), (3000, 2 << 20), "flag over file");
+        assert_eq!(m.max_per_sender, MempoolConfig::default().max_per_sender);
+
+        let msg = load_err(None, &env(&[("MEMPOOL_MAX_TXS", "999")]), &Layer::default());
+        assert!(
+            msg.starts_with("MEMPOOL_MAX_TXS (environment): \"999\" is not a tx count"),
+            "{msg}"
+        );
+        let flags = Layer {
+            mempool_max_bytes: Some("1gb".into()),
+            ..Layer::default()
+        };
+        let msg = load_err(None, &Layer::default(), &flags);
+        assert!(
+            msg.starts_with("--mempool-max-bytes (command line)"),
+            "{msg}"
+        );
+        let file = write_file(dir.path(), "mempool_max_bytes = 1073741825\n");
+        let msg = load_err(Some(&file), &Layer::default(), &Layer::default());
+        assert!(msg.contains("mempool_max_bytes"), "{msg}");
+        assert!(msg.contains("1048576 to 1073741824"), "{msg}");
     }
 
     #[test]

@@ -119,7 +119,7 @@ enum ConfigCommand {
         /// TOML config file; without it only defaults, environment and flags apply.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Boxed: seventeen optional strings would make every `Command` value large.
+        /// Boxed: nineteen optional strings would make every `Command` value large.
         #[command(flatten)]
         flags: Box<ConfigFlags>,
     },
@@ -170,6 +170,12 @@ struct ConfigFlags {
     /// Comma-separated CORS origins (http:// or https://, no path), or * for any; empty = none.
     #[arg(long)]
     rpc_cors_origins: Option<String>,
+    /// Most txs the mempool holds (1000 to 1000000).
+    #[arg(long)]
+    mempool_max_txs: Option<String>,
+    /// Most bytes of txs the mempool holds (1048576 to 1073741824).
+    #[arg(long)]
+    mempool_max_bytes: Option<String>,
 }
 
 impl ConfigFlags {
@@ -192,6 +198,8 @@ impl ConfigFlags {
             rpc_max_connections: self.rpc_max_connections,
             rpc_rate_per_ip: self.rpc_rate_per_ip,
             rpc_cors_origins: self.rpc_cors_origins.as_deref().map(split_peers),
+            mempool_max_txs: self.mempool_max_txs,
+            mempool_max_bytes: self.mempool_max_bytes,
         }
     }
 }

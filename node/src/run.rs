@@ -149,7 +149,14 @@ async fn run_async(config: NodeConfig) -> Result<()> {
     let (outbox_tx, outbox_rx) = mpsc::channel(TX_OUTBOX);
     let shared = Arc::new(
         Shared::new(
-            genesis, store, validator, peer_id, metrics, registry, outbox_tx,
+            genesis,
+            config.mempool(),
+            store,
+            validator,
+            peer_id,
+            metrics,
+            registry,
+            outbox_tx,
         )
         .map_err(anyhow::Error::msg)?,
     );

@@ -61,8 +61,10 @@ pub struct Shared {
 }
 
 impl Shared {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         genesis: Genesis,
+        mempool: MempoolConfig,
         store: Store,
         validator: Option<Address>,
         peer_id: String,
@@ -72,7 +74,7 @@ impl Shared {
     ) -> Result<Shared, String> {
         let params = load_params(&store)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let mempool = Mempool::new(genesis.chain_id.clone(), MempoolConfig::default());
+        let mempool = Mempool::new(genesis.chain_id.clone(), mempool);
         let consensus = ConsensusInfo {
             height: store.height() + 1,
             view: 0,
