@@ -523,10 +523,18 @@ impl NodeConfig {
             self.admin_token = Some(at(Key::AdminToken).admin_token(v)?);
         }
         if let Some(v) = &layer.rpc_max_body_bytes {
-            self.rpc_max_body_bytes = at(Key::RpcMaxBodyBytes).body_bytes(v)?;
+            self.rpc_max_body_bytes = at(Key::RpcMaxBodyBytes).within(
+                v,
+                MIN_RPC_BODY_BYTES..=MAX_RPC_BODY_BYTES,
+                "a body size in bytes (64 KiB to 64 MiB)",
+            )?;
         }
         if let Some(v) = &layer.rpc_max_connections {
-            self.rpc_max_connections = at(Key::RpcMaxConnections).connections(v)?;
+            self.rpc_max_connections = at(Key::RpcMaxConnections).within(
+                v,
+                1..=MAX_RPC_CONNECTIONS,
+                "a connection limit",
+            )?;
         }
         if let Some(v) = &layer.rpc_rate_per_ip {
             self.rpc_rate_per_ip = at(Key::RpcRatePerIp).rate(v)?;
@@ -689,29 +697,6 @@ impl At<'_> {
         }
     }
 
-    fn body_bytes(&self, v: &str) -> Result<usize, ConfigError> {
-        match v.parse::<usize>() {
-            Ok(n) if (MIN_RPC_BODY_BYTES..=MAX_RPC_BODY_BYTES).contains(&n) => Ok(n),
-            _ => Err(self.err(
-                v,
-                format!(
-                    "is not a body size ({MIN_RPC_BODY_BYTES} to {MAX_RPC_BODY_BYTES} bytes, \
-                     i.e. 64 KiB to 64 MiB)"
-                ),
-            )),
-        }
-    }
-
-    fn connections(&self, v: &str) -> Result<usize, ConfigError> {
-        match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_RPC_CONNECTIONS).contains(&n) => Ok(n),
-            _ => Err(self.err(
-                v,
-                format!("is not a connection limit (1 to {MAX_RPC_CONNECTIONS})"),
-            )),
-        }
-    }
-
     fn rate(&self, v: &str) -> Result<u32, ConfigError> {
         match v.parse::<u32>() {
             Ok(n) if n <= MAX_RPC_RATE_PER_IP => Ok(n),
@@ -736,7 +721,7 @@ impl At<'_> {
             Ok(n) if range.contains(&n) => Ok(n),
             _ => Err(self.err(
                 v,
-                format!("is not {what} from {} to {}", range.start(), range.end()),
+                format!("is not {what}, {} to {}", range.start(), range.end()),
             )),
         }
     }
