@@ -18,7 +18,7 @@ use super::send::Shared;
 use aitbc_chain::Block;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Wait before asking again for a height that is not committed yet.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -38,6 +38,9 @@ pub struct BlockSeen {
     pub ours: u32,
     /// When the follower read it, µs since the run's epoch.
     pub observed_us: u64,
+    /// From the header's timestamp to the follower's read, by this machine's wall clock (the
+    /// proposer ran on it too): how long deciding, committing and observing a block took.
+    pub seen_after_ms: u64,
 }
 
 /// Everything the follower saw.
@@ -86,6 +89,12 @@ pub fn run(shared: &Shared, urls: &[String], start_height: u64) -> Followed {
     out
 }
 
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Matches a committed block's transactions against the plan.
 fn record(shared: &Shared, block: &Block, observed_us: u64, out: &mut Followed) {
     let mut ours = 0u32;
@@ -123,5 +132,6 @@ fn record(shared: &Shared, block: &Block, observed_us: u64, out: &mut Followed) 
         txs: u32::try_from(block.txs.len()).unwrap_or(u32::MAX),
         ours,
         observed_us,
+        seen_after_ms: unix_ms().saturating_sub(block.header.timestamp_ms),
     });
 }

@@ -508,12 +508,14 @@ pub fn block_stats(blocks: &[&follow::BlockSeen]) -> BlockStats {
         .map(|w| w[1].timestamp_ms.saturating_sub(w[0].timestamp_ms))
         .collect();
     let txs: Vec<u64> = blocks.iter().map(|b| u64::from(b.txs)).collect();
+    let mut seen_after: Vec<u64> = blocks.iter().map(|b| b.seen_after_ms).collect();
     BlockStats {
         count: blocks.len() as u64,
         empty: blocks.iter().filter(|b| b.txs == 0).count() as u64,
         txs_mean: stats::mean(&txs).map(stats::round1),
         txs_max: txs.iter().copied().max().unwrap_or(0),
         interval_ms: stats::IntervalMs::from_ms(&mut intervals),
+        seen_after_ms: stats::IntervalMs::from_ms(&mut seen_after),
         after_view_change: blocks.iter().filter(|b| b.view > 0).count() as u64,
     }
 }
@@ -552,6 +554,7 @@ mod tests {
             txs,
             ours: txs,
             observed_us: 0,
+            seen_after_ms: height * 10,
         };
         let blocks = [
             b(5, 1_000, 10, 0),
@@ -568,6 +571,12 @@ mod tests {
         assert_eq!(s.after_view_change, 1);
         assert_eq!(s.interval_ms.mean, Some(350.0));
         assert_eq!(s.interval_ms.max, Some(500.0));
+        assert_eq!(
+            s.seen_after_ms.mean,
+            Some(67.5),
+            "every block, not consecutive only"
+        );
+        assert_eq!(s.seen_after_ms.max, Some(90.0));
         assert_eq!(block_stats(&[]).interval_ms.mean, None);
     }
 }

@@ -84,6 +84,9 @@ pub struct BlockStats {
     pub txs_max: u64,
     /// Between consecutive blocks' header timestamps.
     pub interval_ms: IntervalMs,
+    /// From a block's header timestamp to the follower reading it: the block's share of
+    /// submit → commit latency, including the follower's own delay.
+    pub seen_after_ms: IntervalMs,
     /// Blocks decided in a view above 0 (after at least one view change at their height).
     pub after_view_change: u64,
 }
@@ -192,6 +195,13 @@ pub fn targets(r: &Report) -> Vec<Target> {
         figure: "block interval mean / p50 / max".into(),
         target: "-".into(),
         measured: format!("{} / {} / {}", ms(i.mean), ms(i.p50), ms(i.max)),
+        met: None,
+    });
+    let s = &r.blocks.seen_after_ms;
+    out.push(Target {
+        figure: "block timestamp → read mean / p50 / max".into(),
+        target: "-".into(),
+        measured: format!("{} / {} / {}", ms(s.mean), ms(s.p50), ms(s.max)),
         met: None,
     });
     out.push(Target {
