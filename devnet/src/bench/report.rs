@@ -190,20 +190,22 @@ pub fn targets(r: &Report) -> Vec<Target> {
                 .all(|n| n.rss_max_mib.is_some_and(|m| m <= TARGET_RSS_MIB))
         }),
     });
-    let i = &r.blocks.interval_ms;
-    out.push(Target {
-        figure: "block interval mean / p50 / max".into(),
-        target: "-".into(),
-        measured: format!("{} / {} / {}", ms(i.mean), ms(i.p50), ms(i.max)),
-        met: None,
-    });
-    let s = &r.blocks.seen_after_ms;
-    out.push(Target {
-        figure: "block timestamp → read mean / p50 / max".into(),
-        target: "-".into(),
-        measured: format!("{} / {} / {}", ms(s.mean), ms(s.p50), ms(s.max)),
-        met: None,
-    });
+    for (what, spread) in [
+        ("block interval", &r.blocks.interval_ms),
+        ("block timestamp → read", &r.blocks.seen_after_ms),
+    ] {
+        out.push(Target {
+            figure: format!("{what} mean / p50 / max"),
+            target: "-".into(),
+            measured: format!(
+                "{} / {} / {}",
+                ms(spread.mean),
+                ms(spread.p50),
+                ms(spread.max)
+            ),
+            met: None,
+        });
+    }
     out.push(Target {
         figure: "view changes".into(),
         target: "-".into(),
