@@ -4,6 +4,7 @@ use crate::config::{Config, Limits};
 use crate::sync::{self, SyncCodec};
 use crate::topic::{message_id_fn, Topic};
 use crate::P2pError;
+use libp2p::core::{upgrade, Transport};
 use libp2p::gossipsub::{
     self, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
     ValidationMode,
@@ -236,18 +237,28 @@ pub(crate) fn build_swarm(
 ) -> Result<Swarm<Behaviour>, P2pError> {
     let transport_err = |e: &dyn std::fmt::Display| P2pError::Transport(e.to_string());
     let idle = config.idle_connection_timeout;
+    let send_timeout = config.send_timeout;
     let behaviour = build_behaviour(&key, config, limits)?;
-    let builder = SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| transport_err(&e))?;
+    let builder = SwarmBuilder::with_existing_identity(key).with_tokio();
     #[cfg(feature = "quic")]
     let builder = builder.with_quic();
     let swarm = builder
+        // What `with_tcp` builds, plus a send deadline on every socket (`Config::send_timeout`).
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .map(move |stream: tcp::tokio::TcpStream, _| {
+                            set_send_timeout(&stream, send_timeout);
+                            stream
+                        })
+                        .upgrade(upgrade::Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()),
+                )
+            },
+        )
+        .map_err(|e| transport_err(&e))?
         .with_dns()
         .map_err(|e| transport_err(&e))?
         .with_behaviour(|_| behaviour)
@@ -256,6 +267,17 @@ pub(crate) fn build_swarm(
         .build();
     Ok(swarm)
 }
+
+#[cfg(target_os = "linux")]
+fn set_send_timeout(stream: &tcp::tokio::TcpStream, timeout: Duration) {
+    if let Err(e) = socket2::SockRef::from(&stream.0).set_tcp_user_timeout(Some(timeout)) {
+        // The connection still works; it only lacks the deadline.
+        tracing::warn!(error = %e, "could not set TCP_USER_TIMEOUT");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_send_timeout(_: &tcp::tokio::TcpStream, _: Duration) {}
 
 #[cfg(test)]
 mod tests {

@@ -77,6 +77,12 @@ pub struct Config {
     /// Connections without any protocol keeping them alive close after this long. Gossipsub keeps
     /// a connection alive only while the peer is in a mesh, ping never does.
     pub idle_connection_timeout: Duration,
+    /// A TCP connection whose sent data has waited this long for the peer (unacknowledged, or
+    /// unsent behind its closed receive window) is dropped by the kernel (`TCP_USER_TIMEOUT`,
+    /// Linux). Without it a peer that stops reading holds its connection, and every message
+    /// queued for it, for ever: TCP probes a closed window without end, and closing the
+    /// connection waits for the same window.
+    pub send_timeout: Duration,
     /// How often to look for more peers while below `target_peers`.
     pub discovery_interval: Duration,
     /// Gossipsub heartbeat (mesh maintenance, IHAVE gossip).
@@ -117,6 +123,7 @@ impl Config {
             topics: Topic::ALL.to_vec(),
             kad_server: true,
             idle_connection_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(20),
             discovery_interval: Duration::from_secs(10),
             gossip_heartbeat: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
@@ -181,6 +188,9 @@ impl Config {
         }
         if self.idle_connection_timeout < Duration::from_secs(1) {
             return Err(invalid("idle_connection_timeout", "must be at least 1 s"));
+        }
+        if self.send_timeout < Duration::from_secs(1) {
+            return Err(invalid("send_timeout", "must be at least 1 s"));
         }
         if self.discovery_interval < Duration::from_millis(100) {
             return Err(invalid("discovery_interval", "must be at least 100 ms"));
@@ -312,6 +322,10 @@ mod tests {
             (
                 "idle_connection_timeout",
                 Box::new(|c| c.idle_connection_timeout = Duration::ZERO),
+            ),
+            (
+                "send_timeout",
+                Box::new(|c| c.send_timeout = Duration::from_millis(999)),
             ),
             (
                 "gossip_heartbeat",

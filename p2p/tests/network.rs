@@ -1048,3 +1048,94 @@ async fn peer_reported_by_the_node_is_banned() {
         "no requests to a banned peer"
     );
 }
+
+/// A peer on a runtime of its own that the test can freeze: its swarm then reads nothing more,
+/// while the kernel keeps its connections open and advertises a closed receive window, as a
+/// peer that stops reading on purpose would.
+struct Frozen {
+    peer_id: PeerId,
+    freeze: Option<tokio::sync::oneshot::Sender<()>>,
+    thaw: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Frozen {
+    fn spawn(config: Config) -> Frozen {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (freeze_tx, freeze_rx) = tokio::sync::oneshot::channel::<()>();
+        let (thaw_tx, thaw_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let (handle, mut events) = start(Keypair::generate_ed25519(), config)
+                    .await
+                    .expect("network starts");
+                ready_tx
+                    .send(handle.local_peer_id())
+                    .expect("the test waits");
+                tokio::spawn(async move { while events.recv().await.is_some() {} });
+                let _ = freeze_rx.await;
+                // Blocks the runtime's only thread: no task, the swarm included, runs again.
+                let _ = thaw_rx.recv();
+                drop(handle);
+            });
+        });
+        Frozen {
+            peer_id: ready_rx.recv().expect("the peer starts"),
+            freeze: Some(freeze_tx),
+            thaw: thaw_tx,
+            thread: Some(thread),
+        }
+    }
+
+    fn freeze(&mut self) {
+        if let Some(f) = self.freeze.take() {
+            let _ = f.send(());
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.freeze();
+        let _ = self.thaw.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_cut_off() {
+    let mut c = config(genesis(), vec![]);
+    c.send_timeout = Duration::from_secs(2);
+    let a = Node::spawn(Keypair::generate_ed25519(), c, Policy::Accept).await;
+    let mut stalled = Frozen::spawn(config(genesis(), vec![a.addr().await]));
+    eventually("the peer connected", || a.is_connected_to(stalled.peer_id)).await;
+    // Subscribed too: a publish finds it.
+    publish(&a.handle, Topic::Block, b"first").await;
+    stalled.freeze();
+    // Far more than both socket buffers hold, so data waits behind the peer's closed window
+    // (the queue to it holds them all: fewer than gossipsub's per-peer queue length).
+    let limit = a.handle.limits().gossip_payload;
+    for i in 0..160u32 {
+        let mut m = vec![0xa5; limit];
+        m[..4].copy_from_slice(&i.to_le_bytes());
+        a.handle
+            .publish(Topic::Block, m)
+            .await
+            .expect("queued for the peer");
+    }
+    eventually("the stalled peer cut off", || async {
+        !a.handle
+            .peers()
+            .await
+            .expect("running")
+            .iter()
+            .any(|p| p.peer_id == stalled.peer_id && p.connected)
+    })
+    .await;
+}
