@@ -1197,7 +1197,16 @@ impl Service {
                 peer_id,
                 failed_messages,
             } => {
+                // Gossipsub reports a peer only when a queue to it was full: it has not read the
+                // last `connection_handler_queue_len` (5000) messages, and without this it would
+                // hold them all, and miss every newer one, for as long as it stays connected. A
+                // reset frees the queue (with the connection) and gives the peer a fresh one; an
+                // honest peer that fell that far behind catches up by sync.
                 tracing::debug!(peer = %peer_id, ?failed_messages, "slow gossip peer");
+                self.reset(
+                    peer_id,
+                    "gossip queue to the peer is full: it stopped reading",
+                );
             }
             _ => {}
         }

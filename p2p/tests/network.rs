@@ -105,6 +105,12 @@ impl Node {
         self.connected_peers().await.contains(&peer)
     }
 
+    /// Any connection to `peer`, identified or not.
+    async fn has_connection_to(&self, peer: PeerId) -> bool {
+        let peers = self.handle.peers().await.expect("running");
+        peers.iter().any(|p| p.peer_id == peer && p.connected)
+    }
+
     /// Waits for a gossip message on `topic` with `data`, skipping everything else.
     async fn expect_gossip(&mut self, topic: Topic, data: &[u8]) {
         let deadline = Instant::now() + WAIT;
@@ -1130,12 +1136,232 @@ async fn a_peer_that_stops_reading_is_cut_off() {
             .expect("queued for the peer");
     }
     eventually("the stalled peer cut off", || async {
-        !a.handle
-            .peers()
-            .await
-            .expect("running")
-            .iter()
-            .any(|p| p.peer_id == stalled.peer_id && p.connected)
+        !a.has_connection_to(stalled.peer_id).await
     })
     .await;
+}
+
+/// A peer that never reads what gossipsub sends it, while its connection stays healthy: it
+/// identifies as one of the chain's nodes, subscribes to a topic, and then holds every gossip
+/// stream opened to it unread. Only the stream's own flow control (yamux's window) stops the
+/// sender, so no TCP deadline ever fires.
+mod deaf {
+    use libp2p::core::transport::PortUse;
+    use libp2p::core::upgrade::ReadyUpgrade;
+    use libp2p::core::Endpoint;
+    use libp2p::futures::AsyncWrite;
+    use libp2p::swarm::handler::{
+        ConnectionEvent, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+    };
+    use libp2p::swarm::{
+        ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
+        NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    };
+    use libp2p::{identify, Multiaddr, PeerId, Stream, StreamProtocol};
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    const MESHSUB: StreamProtocol = StreamProtocol::new("/meshsub/1.1.0");
+
+    #[derive(libp2p::swarm::NetworkBehaviour)]
+    #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+    pub struct Deaf {
+        pub identify: identify::Behaviour,
+        pub gossip: Subscriber,
+    }
+
+    /// Sends one gossipsub RPC subscribing to a topic, then holds streams without reading.
+    pub struct Subscriber {
+        /// The RPC, length-prefixed as gossipsub frames it.
+        pub frame: Vec<u8>,
+    }
+
+    impl Subscriber {
+        /// `RPC { subscriptions: [SubOpts { subscribe: true, topic_id }] }` in protobuf.
+        pub fn new(topic: &str) -> Subscriber {
+            let mut sub = vec![0x08, 0x01, 0x12, topic.len() as u8];
+            sub.extend_from_slice(topic.as_bytes());
+            let mut rpc = vec![0x0a, sub.len() as u8];
+            rpc.extend_from_slice(&sub);
+            let mut frame = vec![rpc.len() as u8];
+            assert!(frame[0] < 0x80 && sub.len() < 0x80, "one-byte varints");
+            frame.extend_from_slice(&rpc);
+            Subscriber { frame }
+        }
+    }
+
+    pub struct Handler {
+        frame: Vec<u8>,
+        requested: bool,
+        out: Option<(Stream, usize)>,
+        held: Vec<Stream>,
+    }
+
+    impl NetworkBehaviour for Subscriber {
+        type ConnectionHandler = Handler;
+        type ToSwarm = Infallible;
+
+        fn handle_established_inbound_connection(
+            &mut self,
+            _: ConnectionId,
+            _: PeerId,
+            _: &Multiaddr,
+            _: &Multiaddr,
+        ) -> Result<THandler<Self>, ConnectionDenied> {
+            Ok(self.handler())
+        }
+
+        fn handle_established_outbound_connection(
+            &mut self,
+            _: ConnectionId,
+            _: PeerId,
+            _: &Multiaddr,
+            _: Endpoint,
+            _: PortUse,
+        ) -> Result<THandler<Self>, ConnectionDenied> {
+            Ok(self.handler())
+        }
+
+        fn on_swarm_event(&mut self, _: FromSwarm) {}
+
+        fn on_connection_handler_event(
+            &mut self,
+            _: PeerId,
+            _: ConnectionId,
+            event: THandlerOutEvent<Self>,
+        ) {
+            match event {}
+        }
+
+        fn poll(
+            &mut self,
+            _: &mut Context<'_>,
+        ) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+            Poll::Pending
+        }
+    }
+
+    impl Subscriber {
+        fn handler(&self) -> Handler {
+            Handler {
+                frame: self.frame.clone(),
+                requested: false,
+                out: None,
+                held: Vec::new(),
+            }
+        }
+    }
+
+    impl ConnectionHandler for Handler {
+        type FromBehaviour = Infallible;
+        type ToBehaviour = Infallible;
+        type InboundProtocol = ReadyUpgrade<StreamProtocol>;
+        type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
+        type InboundOpenInfo = ();
+        type OutboundOpenInfo = ();
+
+        fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
+            SubstreamProtocol::new(ReadyUpgrade::new(MESHSUB), ())
+        }
+
+        fn connection_keep_alive(&self) -> bool {
+            true
+        }
+
+        fn poll(
+            &mut self,
+            cx: &mut Context<'_>,
+        ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Infallible>> {
+            if !self.requested {
+                self.requested = true;
+                return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                    protocol: SubstreamProtocol::new(ReadyUpgrade::new(MESHSUB), ()),
+                });
+            }
+            if let Some((stream, sent)) = &mut self.out {
+                while *sent < self.frame.len() {
+                    match Pin::new(&mut *stream).poll_write(cx, &self.frame[*sent..]) {
+                        Poll::Ready(Ok(n)) => *sent += n,
+                        Poll::Ready(Err(_)) => return Poll::Pending,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                let _ = Pin::new(&mut *stream).poll_flush(cx);
+            }
+            Poll::Pending
+        }
+
+        fn on_behaviour_event(&mut self, event: Infallible) {
+            match event {}
+        }
+
+        fn on_connection_event(
+            &mut self,
+            event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
+        ) {
+            match event {
+                ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                    protocol,
+                    ..
+                }) => self.held.push(protocol),
+                ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                    protocol,
+                    ..
+                }) => self.out = Some((protocol, 0)),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_its_gossip_stream_is_cut_off() {
+    use libp2p::futures::StreamExt;
+    let c = config(genesis(), vec![]);
+    let identify_version = c.identify_version();
+    let a = Node::spawn(Keypair::generate_ed25519(), c, Policy::Accept).await;
+    let topic = Topic::Tx.ident(CHAIN).hash().into_string();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("transport")
+        .with_behaviour(|key| deaf::Deaf {
+            identify: libp2p::identify::Behaviour::new(
+                libp2p::identify::Config::new(identify_version, key.public())
+                    .with_agent_version("deaf session/1".into()),
+            ),
+            gossip: deaf::Subscriber::new(&topic),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    let deaf_id = *swarm.local_peer_id();
+    swarm.dial(a.addr().await).expect("dial starts");
+    let driver = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    eventually("the deaf peer connected", || a.is_connected_to(deaf_id)).await;
+    // Subscribed: a publish finds it. Then more than its queue holds (gossipsub's default,
+    // 5000 messages), small ones: TCP never stalls, only the unread stream's window does.
+    publish(&a.handle, Topic::Tx, b"first").await;
+    for i in 0..6_000u32 {
+        let mut m = vec![0x5a; 256];
+        m[..4].copy_from_slice(&i.to_le_bytes());
+        match a.handle.publish(Topic::Tx, m).await {
+            Ok(_) | Err(PublishError::QueueFull) => {}
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
+    eventually("the deaf peer cut off", || async {
+        !a.has_connection_to(deaf_id).await
+    })
+    .await;
+    driver.abort();
 }
