@@ -2,7 +2,7 @@
 //! answers it. HTTP, WebSocket and the REST aliases all come through here, so a method behaves
 //! the same on every route.
 
-use crate::api::{BlockRef, NodeApi, Wait};
+use crate::api::{BlockHashesInfo, BlockRef, NodeApi, Wait};
 use crate::envelope::{to_answer, Answer};
 use crate::jsonrpc::{codes, RpcError};
 use crate::metrics::RpcMetrics;
@@ -168,12 +168,16 @@ pub(crate) async fn call<A: NodeApi>(
             to_answer(found(api.get_tx(hash)?, || format!("tx {hash}"))?)
         }
         "getBlock" => {
-            let at = block_ref(raw)?;
+            let (at, txs) = block_query(raw)?;
             let what = || match at {
                 BlockRef::Height(h) => format!("block at height {h}"),
                 BlockRef::Hash(h) => format!("block {h}"),
             };
-            to_answer(found(api.get_block(at)?, what)?)
+            let info = found(api.get_block(at)?, what)?;
+            match txs {
+                TxView::Full => to_answer(info),
+                TxView::Hashes => to_answer(BlockHashesInfo::from(info)),
+            }
         }
         "getHead" => {
             Params::new(raw, &[])?;
@@ -269,8 +273,23 @@ fn wait(p: &Params) -> Result<Wait, RpcError> {
 }
 
 /// `{height}` or `{hash}`, or one positional value: a number is a height, a string a hash.
-fn block_ref(raw: Option<Value>) -> Result<BlockRef, RpcError> {
-    let p = Params::new(raw, &["height", "hash"])?;
+/// How `getBlock` gives the block's txs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TxView {
+    #[default]
+    Full,
+    Hashes,
+}
+
+/// `getBlock`'s params: the block (see [`block_ref`]) and `txs`: `"full"` (the default) or
+/// `"hashes"`.
+fn block_query(raw: Option<Value>) -> Result<(BlockRef, TxView), RpcError> {
+    let p = Params::new(raw, &["height", "hash", "txs"])?;
+    Ok((block_ref(&p)?, p.optional("txs")?.unwrap_or_default()))
+}
+
+fn block_ref(p: &Params) -> Result<BlockRef, RpcError> {
     if let Some(v) = p.single_positional() {
         return match v {
             Value::Number(_) => Ok(BlockRef::Height(p.required("height")?)),
@@ -349,27 +368,33 @@ mod tests {
     #[test]
     fn block_refs() {
         let h = Hash::of(b"x");
-        assert_eq!(block_ref(Some(json!([7]))), Ok(BlockRef::Height(7)));
+        let at = |raw| block_query(Some(raw)).map(|(at, _)| at);
+        assert_eq!(at(json!([7])), Ok(BlockRef::Height(7)));
+        assert_eq!(at(json!([h.to_string()])), Ok(BlockRef::Hash(h)));
+        assert_eq!(at(json!({"hash": h.to_string()})), Ok(BlockRef::Hash(h)));
+        assert_eq!(at(json!({"height": 3})), Ok(BlockRef::Height(3)));
         assert_eq!(
-            block_ref(Some(json!([h.to_string()]))),
-            Ok(BlockRef::Hash(h))
+            block_query(Some(json!({"height": 3}))).map(|(_, v)| v),
+            Ok(TxView::Full)
         );
         assert_eq!(
-            block_ref(Some(json!({"hash": h.to_string()}))),
-            Ok(BlockRef::Hash(h))
+            block_query(Some(json!({"height": 3, "txs": "hashes"}))),
+            Ok((BlockRef::Height(3), TxView::Hashes))
         );
         assert_eq!(
-            block_ref(Some(json!({"height": 3}))),
-            Ok(BlockRef::Height(3))
+            block_query(Some(json!({"hash": h.to_string(), "txs": "full"}))),
+            Ok((BlockRef::Hash(h), TxView::Full))
         );
         for bad in [
             json!({}),
             json!({"height": 1, "hash": h.to_string()}),
+            json!({"height": 1, "txs": "some"}),
+            json!({"height": 1, "txs": true}),
             json!([true]),
             json!(["0x12"]),
             json!([-1]),
         ] {
-            let e = block_ref(Some(bad.clone())).expect_err("bad");
+            let e = block_query(Some(bad.clone())).expect_err("bad");
             assert_eq!(e.code, -32602, "{bad}");
         }
     }

@@ -156,6 +156,52 @@ async fn get_block_by_height_or_hash() {
 }
 
 #[tokio::test]
+async fn get_block_with_tx_hashes_only() {
+    let (node, app) = setup();
+    for nonce in [2, 3] {
+        let tx = transfer(&alice(), addr(&bob()), 5, nonce);
+        rpc_ok(&app, "sendTx", json!({ "tx": tx })).await;
+    }
+    let height = node.commit_block();
+    let full = rpc_ok(&app, "getBlock", json!({ "height": height })).await;
+    let hashes = rpc_ok(
+        &app,
+        "getBlock",
+        json!({ "height": height, "txs": "hashes" }),
+    )
+    .await;
+    let in_block = node.get_block_txs(height);
+    assert_eq!(in_block.len(), 2);
+    assert_eq!(full["block"]["txs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        hashes["tx_hashes"],
+        json!(in_block),
+        "every tx, in block order"
+    );
+    assert_eq!(hashes["hash"], full["hash"]);
+    assert_eq!(hashes["header"], full["block"]["header"]);
+    assert_eq!(hashes["commit"], full["commit"]);
+    assert!(hashes.get("block").is_none(), "no tx bodies: {hashes}");
+    assert_eq!(
+        rpc_ok(
+            &app,
+            "getBlock",
+            json!({ "hash": full["hash"], "txs": "full" })
+        )
+        .await,
+        full
+    );
+    let e = rpc_err(
+        &app,
+        "getBlock",
+        json!({ "height": height, "txs": "bodies" }),
+    )
+    .await;
+    assert_eq!(e["code"], -32602);
+    assert!(e["message"].as_str().unwrap_or("").contains("txs"), "{e}");
+}
+
+#[tokio::test]
 async fn headers_and_commits() {
     let (node, app) = setup();
     let head = rpc_ok(&app, "getHead", json!([])).await;

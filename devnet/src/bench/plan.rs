@@ -64,8 +64,9 @@ impl BenchAccount {
 /// The whole planned load.
 pub struct Plan {
     pub accounts: Vec<BenchAccount>,
-    /// Sender public key → index in `accounts`, to recognise our txs in committed blocks.
-    pub by_key: HashMap<PublicKey, usize>,
+    /// Tx hash → (index in `accounts`, position in its `txs`): how the follower recognises our
+    /// txs in a block it reads as hashes only.
+    pub by_hash: HashMap<Hash, (u32, u32)>,
     pub total: u64,
     pub fee: u64,
     /// The run asked for more than [`MAX_PRESIGNED`] and was cut to it.
@@ -240,15 +241,17 @@ pub fn transfer(
 impl Plan {
     /// Gathers the signed accounts into a plan.
     pub fn new(accounts: Vec<BenchAccount>, fee: u64, capped: bool) -> Plan {
-        let by_key = accounts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.pubkey, i))
-            .collect();
+        let mut by_hash = HashMap::with_capacity(accounts.iter().map(|a| a.txs.len()).sum());
+        for (i, a) in accounts.iter().enumerate() {
+            for (pos, tx) in a.txs.iter().enumerate() {
+                // Both fit: accounts and txs per account are far below u32::MAX.
+                by_hash.insert(tx.hash, (i as u32, pos as u32));
+            }
+        }
         let total = accounts.iter().map(|a| a.txs.len() as u64).sum();
         Plan {
             accounts,
-            by_key,
+            by_hash,
             total,
             fee,
             capped,
@@ -305,9 +308,10 @@ mod tests {
         assert_eq!(accounts.len(), 3);
         let plan = Plan::new(accounts, 0, false);
         assert_eq!(plan.total, 900);
+        assert_eq!(plan.by_hash.len(), 900, "every tx, none twice");
         for (i, a) in plan.accounts.iter().enumerate() {
             assert_eq!(a.index, i as u32, "order kept");
-            assert_eq!(plan.by_key[&a.pubkey], i);
+            assert_eq!(plan.by_hash[&a.txs[7].hash], (i as u32, 7));
             assert_eq!(a.first_nonce, i as u64 * 10 + 1);
             assert_eq!(a.position(a.first_nonce), Some(0));
             assert_eq!(a.position(a.first_nonce + 299), Some(299));
