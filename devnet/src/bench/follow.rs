@@ -2,8 +2,8 @@
 //! recognises the bench's transactions in it. Only what it finds counts as committed.
 //!
 //! It polls `getBlock {height, txs: "hashes"}` for the next height (not found = not committed
-//! yet; hashes, as the full txs' JSON cost the node serving it some 50 MiB of peak memory under
-//! saturation and the follower its parsing) rather than
+//! yet; hashes only, a fraction of the full answer for the polled node to write and for the
+//! follower to parse) rather than
 //! subscribing over WebSocket: polling needs no WebSocket client, cannot silently lose events
 //! when it falls behind (it just reads the next height), and the cost is bounded: one request
 //! per [`POLL`] while waiting. A transaction's commit time is when the follower reads its block,
