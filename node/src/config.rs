@@ -537,7 +537,11 @@ impl NodeConfig {
             )?;
         }
         if let Some(v) = &layer.rpc_rate_per_ip {
-            self.rpc_rate_per_ip = at(Key::RpcRatePerIp).rate(v)?;
+            self.rpc_rate_per_ip = at(Key::RpcRatePerIp).within(
+                v,
+                0..=MAX_RPC_RATE_PER_IP,
+                "a request rate per second (0 = off)",
+            )?;
         }
         if let Some(origins) = &layer.rpc_cors_origins {
             self.rpc_cors_origins = origins
@@ -697,27 +701,14 @@ impl At<'_> {
         }
     }
 
-    fn rate(&self, v: &str) -> Result<u32, ConfigError> {
-        match v.parse::<u32>() {
-            Ok(n) if n <= MAX_RPC_RATE_PER_IP => Ok(n),
-            _ => Err(self.err(
-                v,
-                format!(
-                    "is not a request rate (0 = off, up to {MAX_RPC_RATE_PER_IP} requests per \
-                     second)"
-                ),
-            )),
-        }
-    }
-
     /// A whole number in `range`; `what` names what it counts.
-    fn within(
+    fn within<T: std::str::FromStr + PartialOrd + fmt::Display>(
         &self,
         v: &str,
-        range: std::ops::RangeInclusive<usize>,
+        range: std::ops::RangeInclusive<T>,
         what: &str,
-    ) -> Result<usize, ConfigError> {
-        match v.parse::<usize>() {
+    ) -> Result<T, ConfigError> {
+        match v.parse::<T>() {
             Ok(n) if range.contains(&n) => Ok(n),
             _ => Err(self.err(
                 v,

@@ -109,10 +109,9 @@ fn record(shared: &Shared, block: &BlockAnswer, observed_us: u64, out: &mut Foll
         };
         let account = &shared.plan.accounts[i as usize];
         let pos = pos as usize;
-        account.committed_nonce.fetch_max(
-            account.first_nonce.saturating_add(pos as u64),
-            Ordering::AcqRel,
-        );
+        account
+            .committed_nonce
+            .fetch_max(account.nonce_at(pos), Ordering::AcqRel);
         let sent = account.sent_at_us[pos].load(Ordering::Acquire);
         if sent == 0 {
             // Never sent by this run (cannot happen for a tx only this run signed); not counted,

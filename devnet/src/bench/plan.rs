@@ -36,7 +36,6 @@ pub struct Presigned {
 pub struct BenchAccount {
     /// Devnet account number (`accounts/account<index>`).
     pub index: u32,
-    pub pubkey: PublicKey,
     /// Nonce of `txs[0]`: the committed nonce + 1 when the run was planned.
     pub first_nonce: u64,
     pub txs: Vec<Presigned>,
@@ -48,16 +47,17 @@ pub struct BenchAccount {
 }
 
 impl BenchAccount {
-    /// Position in `txs` of the tx with `nonce`, if it is one of ours.
-    pub fn position(&self, nonce: u64) -> Option<usize> {
-        let pos = usize::try_from(nonce.checked_sub(self.first_nonce)?).ok()?;
-        (pos < self.txs.len()).then_some(pos)
+    /// Nonce of `txs[pos]`.
+    pub fn nonce_at(&self, pos: usize) -> u64 {
+        self.first_nonce.saturating_add(pos as u64)
     }
 
     /// Whether the tx at `pos` may be sent now under the nonce window.
     pub fn may_send(&self, pos: usize) -> bool {
-        let nonce = self.first_nonce.saturating_add(pos as u64);
-        pace::within_window(nonce, self.committed_nonce.load(Ordering::Acquire))
+        pace::within_window(
+            self.nonce_at(pos),
+            self.committed_nonce.load(Ordering::Acquire),
+        )
     }
 }
 
@@ -201,7 +201,6 @@ fn sign_account(
     let sent_at_us = (0..txs.len()).map(|_| AtomicU64::new(0)).collect();
     BenchAccount {
         index: input.index,
-        pubkey,
         first_nonce,
         txs,
         sent_at_us,
@@ -313,14 +312,12 @@ mod tests {
             assert_eq!(a.index, i as u32, "order kept");
             assert_eq!(plan.by_hash[&a.txs[7].hash], (i as u32, 7));
             assert_eq!(a.first_nonce, i as u64 * 10 + 1);
-            assert_eq!(a.position(a.first_nonce), Some(0));
-            assert_eq!(a.position(a.first_nonce + 299), Some(299));
-            assert_eq!(a.position(a.first_nonce + 300), None);
-            assert_eq!(a.position(a.first_nonce.saturating_sub(1)), None);
+            assert_eq!(a.txs.len(), 300);
             for (k, p) in a.txs.iter().enumerate() {
                 let tx = Tx::decode(&p.bytes, 1 << 16).expect("decodes");
                 assert_eq!(tx.hash(), p.hash);
                 assert_eq!(tx.nonce, a.first_nonce + k as u64);
+                assert_eq!(a.nonce_at(k), tx.nonce);
                 assert_eq!(tx.fee, tx.min_fee(1_000, 10), "exactly the minimum fee");
                 assert!(tx.verify_signature(&p.hash).is_ok());
                 let TxKind::Transfer { to, amount } = tx.kind else {
