@@ -35,7 +35,7 @@ use crate::state::proof::StateProof;
 use crate::state::{StateChanges, StateError, StateReader};
 use crate::validator_set::ValidatorSet;
 use cache::BucketCache;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tx_index::{IndexUpdate, TxIndex};
 
@@ -246,21 +246,22 @@ pub struct StoreConfig {
     /// Write-back budget: bucket bytes that may be held in memory newer than their stored
     /// copy (0 writes every touched bucket with its block). A state whose buckets all fit
     /// (≈ 130 B per entry: 1M entries ≈ 160 MiB) is written about once per
-    /// `write_back_blocks` blocks per bucket; a larger one is written as its oldest buckets
-    /// overflow the budget, which at 1M entries and this default is about half of what a
-    /// block touches.
+    /// `write_back_blocks` blocks per bucket; a larger one is written faster, as the budget
+    /// overflows (at 1M entries and this default, ≈ 1,000 buckets of the ≈ 9,300 a block of
+    /// 10,000 changes touches).
     ///
     /// A block's batch always holds its state changes as one journal record; a touched bucket
-    /// is written only when it has been waiting [`StoreConfig::write_back_blocks`] blocks or
-    /// the waiting buckets exceed this budget (oldest first). A bucket touched by several
-    /// blocks meanwhile is written once, and a block costs one store write for its state
-    /// rather than one per bucket (sled costs about 5 µs per written key). Open replays the
-    /// journal records still stored, so a crash loses nothing.
+    /// is written when the write-back sweep passes it (at least `num_buckets /
+    /// write_back_blocks` bucket indexes a block, further while the held buckets exceed this
+    /// budget). A bucket touched by several blocks meanwhile is written once, and a block
+    /// costs one store write for its state rather than one per bucket (sled costs about 5 µs
+    /// per written key). Open replays the journal records still stored, so a crash loses
+    /// nothing.
     pub write_back_bytes: usize,
-    /// How long a touched bucket waits before it is written: bounds the journal replayed on
-    /// open to about this many blocks (≈ 0.6 MB and 30 ms of replay per block of 10,000
-    /// changes). At most twice `num_buckets / write_back_blocks` buckets are written per
-    /// block for age alone, so a backlog of equally old buckets drains over a few blocks.
+    /// How long a touched bucket waits at most before it is written (one sweep): bounds the
+    /// journal replayed on open to this many blocks, twice that right after an open, while
+    /// the sweep catches up with the replayed buckets (≈ 0.6 MB and 30 ms of replay per block
+    /// of 10,000 changes).
     pub write_back_blocks: u64,
 }
 
@@ -338,9 +339,12 @@ impl DirtySet {
 #[derive(Default)]
 struct WriteBack {
     dirty: DirtySet,
-    /// `(since, bucket)` of every dirty bucket: the order they are written in.
-    order: BTreeSet<(u64, u32)>,
+    /// How many dirty buckets were first changed at each height: the lowest is where the
+    /// journal must start.
+    since: BTreeMap<u64, u32>,
     bytes: usize,
+    /// Next bucket index the write-back sweep reaches (see [`ChainStore::plan_write_back`]).
+    cursor: u64,
     /// Lowest height whose journal record is stored (every record from it to the head is).
     journal_from: u64,
     /// Chunk count of every stored journal record, by height (to delete them).
@@ -354,9 +358,11 @@ const JOURNAL_CHUNK: usize = 4096;
 /// Committed blocks kept decoded (see `ChainStore::recent`): a few blocks' time of polling.
 const RECENT_BLOCKS: usize = 4;
 
-/// What one commit writes back: buckets written now, and the new lowest journal height.
+/// What one commit writes back: buckets written now, where the sweep goes on from, and the
+/// new lowest journal height.
 struct WriteBackPlan {
     written: Vec<u32>,
+    cursor: u64,
     journal_from: u64,
 }
 
@@ -739,7 +745,7 @@ impl<K: KvStore> ChainStore<K> {
                 }
                 None => {
                     wb.bytes += size;
-                    wb.order.insert((height, b));
+                    *wb.since.entry(height).or_default() += 1;
                     wb.dirty.insert(
                         b,
                         DirtyBucket {
@@ -941,8 +947,15 @@ impl<K: KvStore> ChainStore<K> {
         e.into()
     }
 
-    /// Which dirty buckets (with this block's) to write with block `height`: oldest first,
-    /// while they exceed the budget or have waited `write_back_blocks`.
+    /// Which dirty buckets (with this block's) to write with block `height`.
+    ///
+    /// A cursor sweeps the bucket indexes, `num_buckets / write_back_blocks` of them a block
+    /// and further while the held bytes exceed the budget, and every held bucket it passes is
+    /// written. So a bucket waits at most `write_back_blocks` blocks, and the buckets written
+    /// together are neighbours in the store's key order: sled rewrites a whole leaf of up to 16
+    /// buckets for each one written, and at 1M entries, where the state no longer fits its
+    /// cache, reads the leaf back from disk first. Writing the oldest buckets first instead
+    /// wrote scattered ones, one leaf read and rewritten each.
     fn plan_write_back(&self, height: u64, prepared: &PreparedState) -> WriteBackPlan {
         let wb = &self.write_back;
         let new = |b: u32| {
@@ -959,36 +972,52 @@ impl<K: KvStore> ChainStore<K> {
                 bytes -= d.size;
             }
         }
+        let n = self.tree.num_buckets();
+        // No wait (0 blocks) is no budget: the sweep goes on until nothing is held.
+        let (step, budget) = match self.write_back_blocks {
+            0 => (0, 0),
+            blocks => (n.div_ceil(blocks), self.write_back_bytes),
+        };
+        let start = wb.cursor % n;
+        let mut written = Vec::new();
+        // Heights of the held buckets written now, to find the lowest one still held.
+        let mut written_since: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut fresh_written = 0;
+        let mut swept = 0;
+        while swept < n && (swept < step || bytes > budget) {
+            let b = ((start + swept) % n) as u32;
+            swept += 1;
+            let held = wb.dirty.get(&b);
+            let size = match (new(b), held) {
+                (Some(bucket), _) => bucket.approx_bytes(),
+                (None, Some(d)) => d.size,
+                (None, None) => continue,
+            };
+            match held {
+                Some(d) => *written_since.entry(d.since).or_default() += 1,
+                None => fresh_written += 1,
+            }
+            bytes -= size;
+            written.push(b);
+        }
+        let oldest_held = wb
+            .since
+            .iter()
+            .find(|(h, count)| written_since.get(h).copied().unwrap_or(0) < **count)
+            .map(|(h, _)| *h);
         let fresh = prepared
             .buckets
             .iter()
             .filter(|(b, _)| !wb.dirty.contains_key(b))
-            .map(|(b, _)| (height, *b));
-        // Buckets written only for their age are capped per block (at twice the steady rate),
-        // so buckets that share an age (all of state after a large commit or a replay) are
-        // spread over several blocks rather than written in one burst.
-        let max_aged = (2 * self.tree.num_buckets() / self.write_back_blocks.max(1)).max(256);
-        let mut aged = 0u64;
-        let mut written = Vec::new();
-        let mut journal_from = height + 1;
-        for (since, b) in wb.order.iter().copied().chain(fresh) {
-            let over = bytes > self.write_back_bytes;
-            let old = since.saturating_add(self.write_back_blocks) <= height;
-            if !(over || (old && aged < max_aged)) {
-                journal_from = since;
-                break;
-            }
-            if !over {
-                aged += 1;
-            }
-            bytes -= match new(b) {
-                Some(bucket) => bucket.approx_bytes(),
-                None => wb.dirty.get(&b).map_or(0, |d| d.size),
-            };
-            written.push(b);
-        }
+            .count();
+        let journal_from = match oldest_held {
+            Some(h) => h,
+            None if fresh_written < fresh => height,
+            None => height + 1,
+        };
         WriteBackPlan {
             written,
+            cursor: (start + swept) % n,
             journal_from,
         }
     }
@@ -1083,7 +1112,12 @@ impl<K: KvStore> ChainStore<K> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         for b in plan.written {
             if let Some(d) = wb.dirty.remove(&b) {
-                wb.order.remove(&(d.since, b));
+                if let Some(count) = wb.since.get_mut(&d.since) {
+                    *count -= 1;
+                    if *count == 0 {
+                        wb.since.remove(&d.since);
+                    }
+                }
                 wb.bytes -= d.size;
                 cache.insert(b, d.bucket);
             }
@@ -1095,6 +1129,7 @@ impl<K: KvStore> ChainStore<K> {
         }
         wb.journal_chunks = wb.journal_chunks.split_off(&plan.journal_from);
         wb.journal_from = plan.journal_from;
+        wb.cursor = plan.cursor;
         self.head_hash = header.hash();
         self.head = header;
         Ok(())

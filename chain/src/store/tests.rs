@@ -523,6 +523,20 @@ fn large_journal_records_are_chunked_and_replayed() {
     assert!(matches!(refusal(kv, &g), StoreError::Corrupt { .. }));
 }
 
+/// Heights of the journal records stored, ascending.
+fn journal_heights(kv: &MemKv) -> Vec<u64> {
+    let mut heights: Vec<u64> = kv
+        .scan_prefix(key::JOURNAL_PREFIX)
+        .map(|r| {
+            key::parse_journal(&r.expect("scan").0)
+                .expect("journal key")
+                .0
+        })
+        .collect();
+    heights.dedup();
+    heights
+}
+
 #[test]
 fn journal_is_replayed_and_checked_on_open() {
     let g = genesis();
@@ -542,15 +556,7 @@ fn journal_is_replayed_and_checked_on_open() {
         expected.apply(&c);
     }
     assert!(store.write_back_pending().0 > 0, "buckets held back");
-    let mut journal: Vec<u64> = kv
-        .scan_prefix(key::JOURNAL_PREFIX)
-        .map(|r| {
-            key::parse_journal(&r.expect("scan").0)
-                .expect("journal key")
-                .0
-        })
-        .collect();
-    journal.dedup();
+    let journal = journal_heights(&kv);
     assert!(!journal.is_empty() && journal.len() <= 4, "{journal:?}");
     assert_eq!(journal.last(), Some(&5));
     // Stored buckets lag behind: only the journal brings them to the head.
@@ -571,6 +577,44 @@ fn journal_is_replayed_and_checked_on_open() {
     refusal(kv.clone(), &g);
     kv.poke(&key::journal(first + 7, 0), Some(&[0u8; 8]));
     assert!(matches!(refusal(kv, &g), StoreError::Corrupt { .. }));
+}
+
+/// The write-back sweep holds no more than the budget after any commit, and no bucket longer
+/// than `write_back_blocks` blocks (so the journal never grows past that many records).
+#[test]
+fn write_back_keeps_to_its_budget_and_its_wait() {
+    let g = genesis();
+    let kv = MemKv::new();
+    let config = StoreConfig {
+        write_back_bytes: 4096,
+        write_back_blocks: 4,
+        ..StoreConfig::default()
+    };
+    let mut store = ChainStore::open_with(kv.clone(), &g, &config).expect("open");
+    let mut expected = genesis_state(&g);
+    for h in 1..=40u32 {
+        // A few keys a block, some touched again block after block.
+        let keys: Vec<String> = (0..6)
+            .map(|i| format!("k{}", (h * 7 + i * i) % 50))
+            .collect();
+        let items: Vec<(&str, Option<&str>)> =
+            keys.iter().map(|k| (k.as_str(), Some("value"))).collect();
+        let c = changes(&items);
+        commit(&mut store, &c, vec![]);
+        expected.apply(&c);
+        let (held, bytes) = store.write_back_pending();
+        assert!(
+            bytes <= 4096,
+            "block {h}: {held} buckets, {bytes} bytes held"
+        );
+        let journal = journal_heights(&kv);
+        assert!(journal.len() <= 5, "block {h}: journal {journal:?}");
+    }
+    assert_eq!(store.state_root(), root_of(&expected, BUCKETS));
+    let root = store.state_root();
+    drop(store);
+    let reopened = ChainStore::open_with(kv, &g, &config).expect("reopen");
+    assert_eq!(reopened.state_root(), root);
 }
 
 #[test]
