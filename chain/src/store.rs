@@ -419,7 +419,9 @@ pub struct ChainStore<K: KvStore> {
     /// syncing peers ask for the newest blocks most, and reading one back from sled pulls its
     /// pages into sled's cache again (≈ 45 MiB at peak on a validator answering `getBlock` for
     /// every block of a saturated devnet, measured with heaptrack).
-    recent: VecDeque<Block>,
+    /// Shared rather than copied out (a saturated block is megabytes), and kept with their
+    /// certificates, which a `getBlock` answer carries too.
+    recent: VecDeque<(Arc<Block>, CommitCertificate)>,
     genesis_hash: Hash,
     cache: Mutex<BucketCache>,
     write_back: WriteBack,
@@ -546,7 +548,7 @@ impl<K: KvStore> ChainStore<K> {
         self.replay_journal(height)?;
         self.tx_index = TxIndex::load(&self.kv, height, |h| {
             self.block(h)?
-                .map(|b| b.txs)
+                .map(|b| Arc::unwrap_or_clone(b).txs)
                 .ok_or_else(|| corrupt(&key::block(h), "missing, below the head"))
         })?;
         if self.tree.root() != block.header.state_root {
@@ -558,7 +560,7 @@ impl<K: KvStore> ChainStore<K> {
         }
         self.head_cert = self.certificate(height)?;
         self.head_hash = block.hash();
-        self.head = block.header;
+        self.head = block.header.clone();
         Ok(())
     }
 
@@ -606,11 +608,15 @@ impl<K: KvStore> ChainStore<K> {
         }
     }
 
-    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
-        if let Some(b) = self.recent.iter().find(|b| b.header.height == height) {
+    pub fn block(&self, height: u64) -> Result<Option<Arc<Block>>, StoreError> {
+        if let Some((b, _)) = self.recent_at(height) {
             return Ok(Some(b.clone()));
         }
-        self.decode_at(&key::block(height))
+        Ok(self.decode_at(&key::block(height))?.map(Arc::new))
+    }
+
+    fn recent_at(&self, height: u64) -> Option<&(Arc<Block>, CommitCertificate)> {
+        self.recent.iter().find(|(b, _)| b.header.height == height)
     }
 
     pub fn block_height_by_hash(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
@@ -621,7 +627,7 @@ impl<K: KvStore> ChainStore<K> {
         }
     }
 
-    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<Arc<Block>>, StoreError> {
         match self.block_height_by_hash(hash)? {
             None => Ok(None),
             Some(h) => self.block(h),
@@ -630,6 +636,9 @@ impl<K: KvStore> ChainStore<K> {
 
     /// The certificate that decided `height` (none for height 0, which genesis fixed).
     pub fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StoreError> {
+        if let Some((_, cert)) = self.recent_at(height) {
+            return Ok(Some(cert.clone()));
+        }
         self.decode_at(&key::cert(height))
     }
 
@@ -928,7 +937,8 @@ impl<K: KvStore> ChainStore<K> {
         if self.recent.len() == RECENT_BLOCKS {
             self.recent.pop_front();
         }
-        self.recent.push_back(block.clone());
+        self.recent
+            .push_back((Arc::new(block.clone()), cert.clone()));
         Ok(())
     }
 

@@ -191,7 +191,7 @@ impl NodeApi for Api {
             .map(|b| HeaderInfo {
                 hash: b.hash(),
                 tx_count: Some(b.txs.len() as u32),
-                header: b.header,
+                header: b.header.clone(),
             }))
     }
 

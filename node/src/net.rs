@@ -205,6 +205,7 @@ pub fn serve(shared: &Shared, request: &SyncRequest, limits: &aitbc_p2p::Limits)
                     else {
                         break;
                     };
+                    let block = Arc::unwrap_or_clone(block);
                     let cb = CertifiedBlock { block, commit };
                     bytes += codec::encoded_len(&cb);
                     if bytes > budget && !out.is_empty() {
@@ -223,7 +224,7 @@ pub fn serve(shared: &Shared, request: &SyncRequest, limits: &aitbc_p2p::Limits)
                     };
                     let next_validators = store.set_change_at(h).map(|s| (*s).clone());
                     out.push(CertifiedHeader {
-                        header: block.header,
+                        header: block.header.clone(),
                         commit,
                         next_validators,
                     });

@@ -8,6 +8,7 @@ use aitbc_chain::state::proof::StateProof;
 use aitbc_chain::{Address, Hash, PublicKey, Tx};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
+use std::sync::Arc;
 
 /// How long `sendTx` waits before it answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +64,9 @@ pub struct TxInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockInfo {
     pub hash: Hash,
-    pub block: Block,
+    /// Shared with the node's store: the store keeps its newest blocks, the ones clients ask
+    /// for most, and an answer need not copy one.
+    pub block: Arc<Block>,
     /// The certificate that committed this block (absent for genesis).
     pub commit: Option<CommitCertificate>,
 }
@@ -84,7 +87,7 @@ impl From<BlockInfo> for BlockHashesInfo {
         BlockHashesInfo {
             hash: info.hash,
             tx_hashes: info.block.txs.iter().map(|tx| tx.hash).collect(),
-            header: info.block.header,
+            header: info.block.header.clone(),
             commit: info.commit,
         }
     }

@@ -170,11 +170,11 @@ mod tests {
         };
         BlockInfo {
             hash,
-            block: Block {
+            block: std::sync::Arc::new(Block {
                 header,
                 txs,
                 last_commit: None,
-            },
+            }),
             commit: Some(commit),
         }
     }

@@ -639,6 +639,13 @@ fn recent_blocks_read_the_same_as_stored_ones() {
         let kept = store.block(h).expect("read");
         assert!(kept.is_some(), "block {h}");
         assert_eq!(kept, reopened.block(h).expect("read"), "block {h}");
+        let cert = store.certificate(h).expect("read");
+        assert_eq!(cert.is_some(), h > 0, "certificate {h}");
+        assert_eq!(
+            cert,
+            reopened.certificate(h).expect("read"),
+            "certificate {h}"
+        );
     }
     assert_eq!(store.block(store.height() + 1).expect("read"), None);
 }

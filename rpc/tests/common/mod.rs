@@ -156,11 +156,11 @@ impl TestNode {
             0,
             BlockInfo {
                 hash,
-                block: Block {
+                block: Arc::new(Block {
                     header,
                     txs: vec![],
                     last_commit: None,
-                },
+                }),
                 commit: None,
             },
         );
@@ -270,11 +270,11 @@ impl TestNode {
         let tx_count = txs.len() as u32;
         let info = BlockInfo {
             hash,
-            block: Block {
+            block: Arc::new(Block {
                 header: header.clone(),
                 txs,
                 last_commit: parent.commit.clone(),
-            },
+            }),
             commit: Some(cert.clone()),
         };
         c.blocks.insert(height, info);
