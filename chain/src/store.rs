@@ -515,7 +515,7 @@ impl<K: KvStore> ChainStore<K> {
             .ok_or_else(|| corrupt(key::HEAD, "missing"))?;
         let height = read_u64(key::HEAD, head_bytes.as_ref())?;
         let block = self
-            .block(height)?
+            .stored_block(height)?
             .ok_or(StoreError::HeadBlockMissing { height })?;
         if block.header.height != height {
             return Err(corrupt(
@@ -547,8 +547,8 @@ impl<K: KvStore> ChainStore<K> {
         self.load_validator_sets(height)?;
         self.replay_journal(height)?;
         self.tx_index = TxIndex::load(&self.kv, height, |h| {
-            self.block(h)?
-                .map(|b| Arc::unwrap_or_clone(b).txs)
+            self.stored_block(h)?
+                .map(|b| b.txs)
                 .ok_or_else(|| corrupt(&key::block(h), "missing, below the head"))
         })?;
         if self.tree.root() != block.header.state_root {
@@ -560,7 +560,7 @@ impl<K: KvStore> ChainStore<K> {
         }
         self.head_cert = self.certificate(height)?;
         self.head_hash = block.hash();
-        self.head = block.header.clone();
+        self.head = block.header;
         Ok(())
     }
 
@@ -608,11 +608,22 @@ impl<K: KvStore> ChainStore<K> {
         }
     }
 
+    /// The block at `height`. Heights above the head are answered without a store read:
+    /// clients poll for the next block many times a second, and each sled read of a missing
+    /// key pulls the leaf of the newest blocks into sled's cache (a validator polled so in a
+    /// saturated run held ≈ 30 MiB more than its peers).
     pub fn block(&self, height: u64) -> Result<Option<Arc<Block>>, StoreError> {
+        if height > self.head.height {
+            return Ok(None);
+        }
         if let Some((b, _)) = self.recent_at(height) {
             return Ok(Some(b.clone()));
         }
-        Ok(self.decode_at(&key::block(height))?.map(Arc::new))
+        Ok(self.stored_block(height)?.map(Arc::new))
+    }
+
+    fn stored_block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.decode_at(&key::block(height))
     }
 
     fn recent_at(&self, height: u64) -> Option<&(Arc<Block>, CommitCertificate)> {
