@@ -111,7 +111,7 @@ impl Bench {
             signatures: vec![],
         };
         self.store
-            .commit_block(&block, &cert, prepared)
+            .commit_block(block, &cert, prepared)
             .expect("commit");
         let t3 = Instant::now();
         [t1 - t0, t2 - t1, t3 - t2]

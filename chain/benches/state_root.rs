@@ -124,7 +124,7 @@ fn commit(store: &mut ChainStore<TimedKv>, prepared: PreparedState) {
         block_hash: block.hash(),
         signatures: vec![],
     };
-    store.commit_block(&block, &cert, prepared).expect("commit");
+    store.commit_block(block, &cert, prepared).expect("commit");
 }
 
 /// Microseconds per updated entry.

@@ -309,10 +309,6 @@ impl DirtySet {
         self.slots.get_mut(*b as usize)?.as_mut()
     }
 
-    fn contains_key(&self, b: &u32) -> bool {
-        self.get(b).is_some()
-    }
-
     /// `b` must be below the bucket count (every bucket index is: `BucketTree::bucket_of`).
     fn insert(&mut self, b: u32, d: DirtyBucket) {
         if let Some(slot) = self.slots.get_mut(b as usize) {
@@ -418,9 +414,9 @@ pub struct ChainStore<K: KvStore> {
     /// The last [`RECENT_BLOCKS`] blocks committed (staged) here, newest last: clients and
     /// syncing peers ask for the newest blocks most, and reading one back from sled pulls its
     /// pages into sled's cache again (≈ 45 MiB at peak on a validator answering `getBlock` for
-    /// every block of a saturated devnet, measured with heaptrack).
-    /// Shared rather than copied out (a saturated block is megabytes), and kept with their
-    /// certificates, which a `getBlock` answer carries too.
+    /// every block of a saturated devnet, measured with heaptrack). Shared rather than copied
+    /// out (a saturated block is megabytes), and kept with their certificates, which a
+    /// `getBlock` answer carries too.
     recent: VecDeque<(Arc<Block>, CommitCertificate)>,
     genesis_hash: Hash,
     cache: Mutex<BucketCache>,
@@ -878,7 +874,7 @@ impl<K: KvStore> ChainStore<K> {
     /// its height and block hash are checked.
     pub fn commit_block(
         &mut self,
-        block: &Block,
+        block: impl Into<Arc<Block>>,
         cert: &CommitCertificate,
         prepared: PreparedState,
     ) -> Result<(), StoreError> {
@@ -892,12 +888,16 @@ impl<K: KvStore> ChainStore<K> {
     /// prefix of whole blocks). So nothing may be told of it before the flush: a caller that
     /// commits a run this way (block sync, one flush per run rather than per block) holds the
     /// store exclusively until then.
+    ///
+    /// The block is kept among the recent ones (see `ChainStore::recent`): handed over, not
+    /// copied (a saturated block is megabytes, thousands of allocations).
     pub fn stage_block(
         &mut self,
-        block: &Block,
+        block: impl Into<Arc<Block>>,
         cert: &CommitCertificate,
         prepared: PreparedState,
     ) -> Result<(), StoreError> {
+        let block: Arc<Block> = block.into();
         if let Some(why) = &self.poisoned {
             return Err(StoreError::Poisoned(why.clone()));
         }
@@ -942,14 +942,13 @@ impl<K: KvStore> ChainStore<K> {
                 cert_hash: cert.block_hash,
             });
         }
-        let (batch, plan, index) = self.block_batch(block, Some(cert), &prepared)?;
+        let (batch, plan, index) = self.block_batch(&block, Some(cert), &prepared)?;
         self.write_and_install(batch, block.header.clone(), prepared, plan, index)?;
         self.head_cert = Some(cert.clone());
         if self.recent.len() == RECENT_BLOCKS {
             self.recent.pop_front();
         }
-        self.recent
-            .push_back((Arc::new(block.clone()), cert.clone()));
+        self.recent.push_back((block, cert.clone()));
         Ok(())
     }
 
@@ -987,10 +986,13 @@ impl<K: KvStore> ChainStore<K> {
                 .map(|i| &prepared.buckets[i].1)
         };
         let mut bytes = wb.bytes;
+        // This block's buckets that were not held yet: written now or first held at `height`.
+        let mut fresh = 0;
         for (b, bucket) in &prepared.buckets {
             bytes += bucket.approx_bytes();
-            if let Some(d) = wb.dirty.get(b) {
-                bytes -= d.size;
+            match wb.dirty.get(b) {
+                Some(d) => bytes -= d.size,
+                None => fresh += 1,
             }
         }
         let n = self.tree.num_buckets();
@@ -1026,11 +1028,6 @@ impl<K: KvStore> ChainStore<K> {
             .iter()
             .find(|(h, count)| written_since.get(h).copied().unwrap_or(0) < **count)
             .map(|(h, _)| *h);
-        let fresh = prepared
-            .buckets
-            .iter()
-            .filter(|(b, _)| !wb.dirty.contains_key(b))
-            .count();
         let journal_from = match oldest_held {
             Some(h) => h,
             None if fresh_written < fresh => height,

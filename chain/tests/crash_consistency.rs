@@ -126,7 +126,7 @@ fn stage_next(store: &mut ChainStore<SledKv>, height: u64) {
     };
     // Lets the parent aim its kill at the write itself.
     println!("COMMITTING {height}");
-    store.stage_block(&block, &cert, prepared).expect("stage");
+    store.stage_block(block, &cert, prepared).expect("stage");
 }
 
 struct Killed {

@@ -284,7 +284,8 @@ impl Core {
                     let _ = self.sync_wake.try_send(());
                     Acceptance::Ignore
                 } else {
-                    match self.apply_certified(&block.block, &block.commit, pending)? {
+                    let CertifiedBlock { block, commit } = *block;
+                    match self.apply_certified(block, &commit, pending)? {
                         Ok(()) => Acceptance::Accept,
                         Err(why) => {
                             tracing::info!(component = "sync", event = "bad_block", %source, height = h, "{why}");
@@ -400,7 +401,7 @@ impl Core {
                     } else {
                         Announce::No
                     };
-                    self.commit(&block, &certificate, v, announce, pending)?;
+                    self.commit(block, &certificate, v, announce, pending)?;
                 }
                 Output::Evidence(a, b) => self.submit_evidence(a, b),
                 Output::SyncNeeded { height } => {
@@ -547,11 +548,11 @@ impl Core {
     /// The outer error is this node's failure; the inner one is the block's.
     fn apply_certified(
         &mut self,
-        block: &Block,
+        block: Block,
         cert: &CommitCertificate,
         pending: &mut VecDeque<Input>,
     ) -> Result<Result<(), String>, CoreError> {
-        let validated = match self.check_certified(&self.shared.store(), block, cert, false)? {
+        let validated = match self.check_certified(&self.shared.store(), &block, cert, false)? {
             Ok(v) => v,
             Err(why) => return Ok(Err(why)),
         };
@@ -629,7 +630,7 @@ impl Core {
                         outcome, prepared, ..
                     }) => {
                         let started = Instant::now();
-                        store.stage_block(&cb.block, cert, prepared)?;
+                        store.stage_block(cb.block.clone(), cert, prepared)?;
                         writing += started.elapsed();
                         staged.push((&cb.block, cert, outcome.next_validators));
                     }
@@ -664,7 +665,7 @@ impl Core {
     /// Commits `block` (one flushed write), then tells everyone (see [`Core::after_commit`]).
     fn commit(
         &mut self,
-        block: &Block,
+        block: Block,
         cert: &CommitCertificate,
         validated: Validated,
         announce: Announce,
@@ -674,11 +675,12 @@ impl Core {
         let Validated {
             outcome, prepared, ..
         } = validated;
+        let block = Arc::new(block);
         self.shared
             .store_mut()
-            .commit_block(block, cert, prepared)?;
+            .commit_block(block.clone(), cert, prepared)?;
         self.shared.metrics.store_commit(started.elapsed());
-        self.after_commit(block, cert, outcome.next_validators, announce, pending)
+        self.after_commit(&block, cert, outcome.next_validators, announce, pending)
     }
 
     /// What follows a durable commit of `block`: the WAL, mempool, waiting clients,

@@ -52,7 +52,9 @@ fn next_block<K: KvStore>(
 fn commit<K: KvStore>(store: &mut ChainStore<K>, changes: &StateChanges, txs: Vec<HashedTx>) {
     let prepared = store.prepare(changes).expect("prepare");
     let (block, cert) = next_block(store, &prepared, txs);
-    store.commit_block(&block, &cert, prepared).expect("commit");
+    store
+        .commit_block(block.clone(), &cert, prepared)
+        .expect("commit");
 }
 
 fn changes(items: &[(&str, Option<&str>)]) -> StateChanges {
@@ -371,7 +373,7 @@ fn commit_checks_what_it_is_given() {
     let mut b = block.clone();
     b.header.height = 2;
     assert!(matches!(
-        store.commit_block(&b, &cert, prepared.clone()),
+        store.commit_block(b.clone(), &cert, prepared.clone()),
         Err(StoreError::WrongHeight {
             expected: 1,
             got: 2
@@ -380,25 +382,25 @@ fn commit_checks_what_it_is_given() {
     let mut b = block.clone();
     b.header.parent_hash = Hash::of(b"elsewhere");
     assert!(matches!(
-        store.commit_block(&b, &cert, prepared.clone()),
+        store.commit_block(b.clone(), &cert, prepared.clone()),
         Err(StoreError::WrongParent { .. })
     ));
     let mut b = block.clone();
     b.header.chain_id = "other".into();
     assert!(matches!(
-        store.commit_block(&b, &cert, prepared.clone()),
+        store.commit_block(b.clone(), &cert, prepared.clone()),
         Err(StoreError::WrongChain { .. })
     ));
     let mut b = block.clone();
     b.header.state_root = Hash::of(b"made up");
     assert!(matches!(
-        store.commit_block(&b, &cert, prepared.clone()),
+        store.commit_block(b.clone(), &cert, prepared.clone()),
         Err(StoreError::BlockStateRoot { .. })
     ));
     let mut bad_cert = cert.clone();
     bad_cert.block_hash = Hash::of(b"another block");
     assert!(matches!(
-        store.commit_block(&block, &bad_cert, prepared.clone()),
+        store.commit_block(block.clone(), &bad_cert, prepared.clone()),
         Err(StoreError::CertificateMismatch { .. })
     ));
     // Nothing above changed the store.
@@ -409,10 +411,12 @@ fn commit_checks_what_it_is_given() {
     let stale = store
         .prepare(&changes(&[("b", Some("2"))]))
         .expect("prepare");
-    store.commit_block(&block, &cert, prepared).expect("commit");
+    store
+        .commit_block(block.clone(), &cert, prepared)
+        .expect("commit");
     let (b2, c2) = next_block(&store, &stale, vec![]);
     assert!(matches!(
-        store.commit_block(&b2, &c2, stale),
+        store.commit_block(b2.clone(), &c2, stale),
         Err(StoreError::StalePrepared { .. })
     ));
     assert_eq!(store.get(b"a").expect("read"), Some(b"1".to_vec()));

@@ -76,7 +76,7 @@ fn advance(
     assert!(prop.rejected.is_empty(), "{:?}", prop.rejected);
     let c = cert(ks, &prop.block);
     store
-        .commit_block(&prop.block, &c, prop.validated.prepared)
+        .commit_block(prop.block.clone(), &c, prop.validated.prepared)
         .expect("commit");
     (prop.block, c)
 }
@@ -104,9 +104,9 @@ fn built_blocks_validate_on_another_node() {
         assert_eq!(v.hash, prop.block.hash());
         assert_eq!(v.prepared.root(), prop.block.header.state_root);
         let c = cert(&ks[..3], &prop.block);
-        a.commit_block(&prop.block, &c, prop.validated.prepared)
+        a.commit_block(prop.block.clone(), &c, prop.validated.prepared)
             .expect("commit a");
-        b.commit_block(&prop.block, &c, v.prepared)
+        b.commit_block(prop.block.clone(), &c, v.prepared)
             .expect("commit b");
         last = Some(c);
     }
