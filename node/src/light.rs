@@ -128,6 +128,9 @@ impl Light {
         if let Some(h) = t.halted {
             return Err(ApplyError::Halted(h));
         }
+        // Another task may have trusted the start of this run since it was asked for.
+        let known = t.store.known_prefix(headers)?;
+        let headers = &headers[known..];
         let outcome = t.verifier.verify(headers);
         let accepted = &headers[..outcome.accepted];
         if !accepted.is_empty() {
@@ -641,9 +644,10 @@ async fn catch_up(light: &Arc<Light>, target: u64) {
                     continue;
                 }
             };
-            // Runs apply in height order; one that no longer follows the head (an earlier run
-            // failed) is fetched again next round.
-            if from != light.head_height() + 1 {
+            // Runs apply in height order; one that no longer reaches the head (an earlier run
+            // failed) is fetched again next round. One the head has moved into (gossip) applies
+            // past what is already trusted.
+            if from > light.head_height() + 1 {
                 continue;
             }
             let last = from + headers.len() as u64 - 1;

@@ -122,6 +122,23 @@ impl<K: KvStore> HeaderStore<K> {
             .transpose()
     }
 
+    /// How many of `headers`, from the first, are stored already exactly as they are. A run
+    /// asked for before another source (gossip, a parallel run) moved the head past its start
+    /// overlaps what is trusted; that overlap is not news, and not a lie. A header that differs
+    /// from the stored one at its height ends the overlap: it is judged as the next header.
+    pub fn known_prefix(&self, headers: &[CertifiedHeader]) -> Result<usize, StoreError> {
+        let mut known = 0;
+        for ch in headers {
+            if ch.header.height > self.trusted.height()
+                || self.header(ch.header.height)?.map(|s| s.header) != Some(ch.header.clone())
+            {
+                break;
+            }
+            known += 1;
+        }
+        Ok(known)
+    }
+
     /// Stores a verified run and the trust it leads to in one flushed write.
     pub fn append(
         &mut self,

@@ -205,6 +205,15 @@ fn the_store_resumes_from_what_it_verified() {
     assert_eq!(v.verify(&hs), all_ok(12));
     store.append(&hs, v.trusted()).expect("append");
 
+    // A run that overlaps the trusted head: only the stored, identical headers are known.
+    assert_eq!(store.known_prefix(&hs[9..]).expect("read"), 3);
+    assert_eq!(store.known_prefix(&hs[..2]).expect("read"), 2);
+    let mut forged = hs[10..].to_vec();
+    forged[1].header.tx_root = Hash::ZERO;
+    assert_eq!(store.known_prefix(&forged).expect("read"), 1);
+    let more = headers(v.trusted(), &keys(5, 4), 2, &[]);
+    assert_eq!(store.known_prefix(&more).expect("read"), 0);
+
     let reopened = HeaderStore::open(kv.clone(), &g).expect("reopens");
     assert_eq!(reopened.trusted(), v.trusted());
     assert_eq!(reopened.header(6).expect("read"), Some(hs[5].clone()));
