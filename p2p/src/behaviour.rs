@@ -101,7 +101,11 @@ pub(crate) fn score_params(config: &Config) -> PeerScoreParams {
         decay_to_zero: 0.01,
         // Long enough that disconnecting does not wash a penalty away before the ban ends.
         retain_score: config.ban_duration.max(Duration::from_secs(600)),
-        slow_peer_weight: -0.2,
+        // Off: slowness is not misbehaviour. gossipsub's default (-0.2 per message that did not
+        // fit the peer's queue) took a peer that stalled for a second under a burst past the
+        // graylist threshold, and so to a ban; a peer that stays slow is reset instead
+        // (`slow.rs`).
+        slow_peer_weight: 0.0,
         slow_peer_threshold: 0.0,
         slow_peer_decay: 0.2,
     }

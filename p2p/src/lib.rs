@@ -22,6 +22,7 @@ mod behaviour;
 pub mod config;
 mod rate;
 mod service;
+mod slow;
 pub mod sync;
 pub mod topic;
 

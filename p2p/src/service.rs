@@ -3,6 +3,7 @@
 use crate::behaviour::{build_swarm, kad_protocol, score_thresholds, Behaviour, BehaviourEvent};
 use crate::config::{peer_id_of, Config, Limits};
 use crate::rate::RateLimiter;
+use crate::slow::SlowPeers;
 use crate::sync::{Refusal, SyncRequest, SyncResponse};
 use crate::topic::{Topic, Topics};
 use crate::{P2pError, PublishError, RequestError};
@@ -393,6 +394,7 @@ pub async fn start(
         epochs: Epochs::default(),
         resets: HashMap::new(),
         silences: Silences::default(),
+        slow: SlowPeers::new(config.gossip_heartbeat),
         bans: HashMap::new(),
         inbound: HashMap::new(),
         outbound: HashMap::new(),
@@ -434,6 +436,7 @@ struct Service {
     /// are refused (block list) until the reset ends.
     resets: HashMap<PeerId, Reset>,
     silences: Silences,
+    slow: SlowPeers,
     /// Banned peers and when their ban ends.
     bans: HashMap<PeerId, Instant>,
     limiter: RateLimiter,
@@ -1140,6 +1143,7 @@ impl Service {
                 if let Some(reset) = self.resets.get_mut(&peer_id) {
                     reset.ended.get_or_insert(Instant::now());
                 }
+                self.slow.forget(&peer_id);
                 if self.identified.remove(&peer_id) {
                     self.emit(Event::PeerDisconnected { peer: peer_id });
                 }
@@ -1197,16 +1201,17 @@ impl Service {
                 peer_id,
                 failed_messages,
             } => {
-                // Gossipsub reports a peer only when a queue to it was full: it has not read the
-                // last `connection_handler_queue_len` (5000) messages, and without this it would
-                // hold them all, and miss every newer one, for as long as it stays connected. A
-                // reset frees the queue (with the connection) and gives the peer a fresh one; an
-                // honest peer that fell that far behind catches up by sync.
+                // A peer that stopped reading would hold its full queue, and miss every newer
+                // message, for as long as it stays connected. A reset frees the queue (with the
+                // connection) and gives the peer a fresh one; an honest peer that fell that far
+                // behind catches up by sync. One that was only briefly slow is left alone.
                 tracing::debug!(peer = %peer_id, ?failed_messages, "slow gossip peer");
-                self.reset(
-                    peer_id,
-                    "gossip queue to the peer is full: it stopped reading",
-                );
+                if self.slow.reported(peer_id, Instant::now()) {
+                    self.reset(
+                        peer_id,
+                        "gossip queue to the peer stayed full or stale: it stopped reading",
+                    );
+                }
             }
             _ => {}
         }
