@@ -129,9 +129,11 @@ impl<K: KvStore> HeaderStore<K> {
     pub fn known_prefix(&self, headers: &[CertifiedHeader]) -> Result<usize, StoreError> {
         let mut known = 0;
         for ch in headers {
-            if ch.header.height > self.trusted.height()
-                || self.header(ch.header.height)?.map(|s| s.header) != Some(ch.header.clone())
-            {
+            let stored = ch.header.height <= self.trusted.height()
+                && self
+                    .header(ch.header.height)?
+                    .is_some_and(|s| s.header == ch.header);
+            if !stored {
                 break;
             }
             known += 1;
