@@ -301,7 +301,7 @@ impl Core {
                 txs_verified,
                 reply,
             } => {
-                let result = self.apply_synced(&blocks, txs_verified, pending)?;
+                let result = self.apply_synced(blocks, txs_verified, pending)?;
                 let _ = reply.send(result);
             }
             CoreInput::Shutdown => {}
@@ -598,10 +598,16 @@ impl Core {
     /// applied, or why a block was bad (the blocks before it are applied).
     fn apply_synced(
         &mut self,
-        blocks: &[CertifiedBlock],
+        blocks: Vec<CertifiedBlock>,
         txs_verified: bool,
         pending: &mut VecDeque<Input>,
     ) -> Result<Result<usize, String>, CoreError> {
+        // Shared with the store's recent blocks rather than copied into them: a block's
+        // certificate is borrowed from the next block, so the run is read in place.
+        let blocks: Vec<(Arc<Block>, CommitCertificate)> = blocks
+            .into_iter()
+            .map(|cb| (Arc::new(cb.block), cb.commit))
+            .collect();
         let shared = self.shared.clone();
         let mut applied = 0;
         let mut next = 0;
@@ -612,9 +618,9 @@ impl Core {
             let mut bad = None;
             let mut store = shared.store_mut();
             while next < blocks.len() && held.elapsed() < SYNC_HOLD {
-                let (i, cb) = (next, &blocks[next]);
+                let (i, (block, commit)) = (next, &blocks[next]);
                 next += 1;
-                let h = cb.block.header.height;
+                let h = block.header.height;
                 if h <= store.height() {
                     continue;
                 }
@@ -623,16 +629,16 @@ impl Core {
                 // this height) checks one certificate per block instead of two.
                 let cert = blocks
                     .get(i + 1)
-                    .and_then(|next| next.block.last_commit.as_ref())
-                    .unwrap_or(&cb.commit);
-                match self.check_certified(&store, &cb.block, cert, txs_verified)? {
+                    .and_then(|(next, _)| next.last_commit.as_ref())
+                    .unwrap_or(commit);
+                match self.check_certified(&store, block, cert, txs_verified)? {
                     Ok(Validated {
                         outcome, prepared, ..
                     }) => {
                         let started = Instant::now();
-                        store.stage_block(cb.block.clone(), cert, prepared)?;
+                        store.stage_block(block.clone(), cert, prepared)?;
                         writing += started.elapsed();
-                        staged.push((&cb.block, cert, outcome.next_validators));
+                        staged.push((block, cert, outcome.next_validators));
                     }
                     Err(why) => {
                         bad = Some(format!("block {h}: {why}"));

@@ -272,7 +272,6 @@ fn wait(p: &Params) -> Result<Wait, RpcError> {
     Ok(p.optional("wait")?.unwrap_or_default())
 }
 
-/// `{height}` or `{hash}`, or one positional value: a number is a height, a string a hash.
 /// How `getBlock` gives the block's txs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -289,6 +288,7 @@ fn block_query(raw: Option<Value>) -> Result<(BlockRef, TxView), RpcError> {
     Ok((block_ref(&p)?, p.optional("txs")?.unwrap_or_default()))
 }
 
+/// `{height}` or `{hash}`, or one positional value: a number is a height, a string a hash.
 fn block_ref(p: &Params) -> Result<BlockRef, RpcError> {
     if let Some(v) = p.single_positional() {
         return match v {
