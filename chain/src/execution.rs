@@ -668,7 +668,11 @@ impl<R: StateReader> Executor<R> {
         }
 
         let mut next: ValidatorSet = required(&self.ledger, keys::ACTIVE_SET)?;
-        if self.env.height % self.params.rotation_interval == 0 {
+        if self
+            .env
+            .height
+            .is_multiple_of(self.params.rotation_interval)
+        {
             let selected = self.select_validators()?;
             // An empty set could never commit again; keep the old one rather than halt.
             if !selected.is_empty() {

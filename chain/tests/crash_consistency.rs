@@ -52,7 +52,8 @@ fn block_changes(height: u64) -> StateChanges {
         .map(|t| {
             let r = mix(height << 20 | t);
             let i = r % KEYSPACE;
-            let value = (r % 10 != 0).then(|| format!("h{height}-t{t}-k{i}-{r:016x}").into_bytes());
+            let value = (!r.is_multiple_of(10))
+                .then(|| format!("h{height}-t{t}-k{i}-{r:016x}").into_bytes());
             (key(i), value)
         })
         .collect()

@@ -65,8 +65,8 @@ pub enum BucketError {
 /// One entry of a bucket, borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
-    pub key_hash: &'a Hash,
-    pub value_hash: &'a Hash,
+    pub key_hash: Hash,
+    pub value_hash: Hash,
     pub key: &'a [u8],
     pub value: &'a [u8],
 }
@@ -76,32 +76,72 @@ pub struct Entry<'a> {
 /// The key breaks ties only in the (never observed) case of a SHA-256 collision, so that even
 /// then every node orders the bucket the same way.
 ///
-/// Laid out flat (one array of fixed-size slots, one byte string of keys and values) rather
-/// than as a `Vec` of entries owning their bytes: a block rewrites thousands of buckets, and
-/// per-entry allocations made cloning, encoding and freeing them the dominant cost (two
-/// allocations per bucket; a third, separate offset array cost ~0.5 µs per transfer in malloc).
-/// The value hash is kept beside the value so re-hashing a bucket is one SHA-256 over the
-/// pairs, not one per value.
+/// One allocation, laid out as the bucket is stored (less the length prefixes): the
+/// `(key hash, value hash)` pairs, then each entry's key end and value end in the data
+/// (u32 LE), then `key 0 || value 0 || key 1 || value 1 || …`. A block replaces thousands of
+/// buckets, and at 1M entries a bucket (~2 KiB) is past glibc's per-thread cache, so each
+/// allocation and free of one takes the allocator's slow path: with the pairs, offsets and data
+/// in separate arrays (and, earlier, per-entry allocations) malloc was the largest cost of an
+/// update. The value hash is kept beside the value so re-hashing a bucket is one SHA-256 over
+/// the contiguous pairs, not one per value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
-    slots: Vec<Slot>,
-    /// `key 0 || value 0 || key 1 || value 1 || …`
-    data: Vec<u8>,
+    len: usize,
+    buf: Box<[u8]>,
 }
 
-/// One entry's hashes, and the end offsets in `data` of its key and of its value. Entry `i`'s
-/// key starts where entry `i - 1`'s value ends (0 for the first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Slot {
-    key_hash: Hash,
-    value_hash: Hash,
-    key_end: u32,
-    value_end: u32,
+/// Bytes per entry of the pair array and of the offset array.
+const PAIR_BYTES: usize = 64;
+const ENDS_BYTES: usize = 8;
+
+/// A bucket's three arrays, borrowed from a [`Bucket`] or from stored bytes being decoded.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    pairs: &'a [[u8; PAIR_BYTES]],
+    /// Key end and value end of each entry, in turn; entry `i`'s key starts where entry
+    /// `i - 1`'s value ends (0 for the first).
+    ends: &'a [[u8; 4]],
+    data: &'a [u8],
 }
 
-impl Slot {
-    fn pair(&self) -> (Hash, Hash) {
-        (self.key_hash, self.value_hash)
+impl<'a> Parts<'a> {
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn key_hash(&self, i: usize) -> &'a [u8; 32] {
+        &self.pairs[i].as_chunks::<32>().0[0]
+    }
+
+    fn value_hash(&self, i: usize) -> &'a [u8; 32] {
+        &self.pairs[i].as_chunks::<32>().0[1]
+    }
+
+    fn end(&self, j: usize) -> usize {
+        u32::from_le_bytes(self.ends[j]) as usize
+    }
+
+    fn key(&self, i: usize) -> &'a [u8] {
+        let start = if i == 0 { 0 } else { self.end(2 * i - 1) };
+        &self.data[start..self.end(2 * i)]
+    }
+
+    fn value(&self, i: usize) -> &'a [u8] {
+        &self.data[self.end(2 * i)..self.end(2 * i + 1)]
+    }
+
+    fn position(&self, key_hash: &Hash, key: &[u8]) -> Result<usize, usize> {
+        // Compare keys only on a key-hash tie, i.e. for the entry itself.
+        let i = self.pairs.partition_point(|p| p[..32] < key_hash.0[..]);
+        let mut j = i;
+        while j < self.len() && self.key_hash(j) == &key_hash.0 {
+            match self.key(j).cmp(key) {
+                std::cmp::Ordering::Less => j += 1,
+                std::cmp::Ordering::Equal => return Ok(j),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Err(j)
     }
 }
 
@@ -112,8 +152,9 @@ pub type EntryChange<'a> = (Hash, &'a [u8], Option<&'a [u8]>);
 type StoredParts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
 /// Splits stored bucket bytes into its three length-prefixed byte strings (pairs, offsets,
-/// data: the codec's layout of a struct of three byte strings), exactly as the codec would (bounded, no trailing bytes; a test checks they agree),
-/// but borrowing them instead of allocating three copies: this runs on every bucket-cache miss.
+/// data: the codec's layout of a struct of three byte strings), exactly as the codec would
+/// (bounded, no trailing bytes; a test checks they agree), but borrowing them instead of
+/// allocating three copies: this runs on every bucket-cache miss.
 fn split_stored(bytes: &[u8]) -> Result<StoredParts<'_>, BucketError> {
     if bytes.len() > codec::MAX_DECODE_BYTES {
         return Err(CodecError::TooLarge {
@@ -146,37 +187,72 @@ fn split_stored(bytes: &[u8]) -> Result<StoredParts<'_>, BucketError> {
 /// written can always be read back.
 pub const MAX_BUCKET_BYTES: usize = 32 << 20;
 
-impl Bucket {
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
+/// Writes a bucket's entries, in order, into its exactly sized buffer.
+struct BucketWriter<'b> {
+    pairs: &'b mut [u8],
+    ends: &'b mut [u8],
+    data: &'b mut [u8],
+    /// Entries and data bytes written so far.
+    n: usize,
+    at: usize,
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    fn start(&self, i: usize) -> usize {
-        if i == 0 {
-            0
-        } else {
-            self.slots[i - 1].value_end as usize
+impl<'b> BucketWriter<'b> {
+    fn new(buf: &'b mut [u8], len: usize) -> Self {
+        let (pairs, rest) = buf.split_at_mut(len * PAIR_BYTES);
+        let (ends, data) = rest.split_at_mut(len * ENDS_BYTES);
+        BucketWriter {
+            pairs,
+            ends,
+            data,
+            n: 0,
+            at: 0,
         }
     }
 
-    fn key_at(&self, i: usize) -> &[u8] {
-        &self.data[self.start(i)..self.slots[i].key_end as usize]
+    /// Offsets are u32: callers keep buckets under [`MAX_BUCKET_BYTES`] (the store refuses to
+    /// write larger ones), so they cannot overflow.
+    fn push(&mut self, key_hash: &[u8; 32], value_hash: &[u8; 32], key: &[u8], value: &[u8]) {
+        let pair = &mut self.pairs[self.n * PAIR_BYTES..][..PAIR_BYTES];
+        pair[..32].copy_from_slice(key_hash);
+        pair[32..].copy_from_slice(value_hash);
+        let ends = &mut self.ends[self.n * ENDS_BYTES..][..ENDS_BYTES];
+        self.data[self.at..][..key.len()].copy_from_slice(key);
+        self.at += key.len();
+        ends[..4].copy_from_slice(&(self.at as u32).to_le_bytes());
+        self.data[self.at..][..value.len()].copy_from_slice(value);
+        self.at += value.len();
+        ends[4..].copy_from_slice(&(self.at as u32).to_le_bytes());
+        self.n += 1;
+    }
+}
+
+impl Bucket {
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    fn value_at(&self, i: usize) -> &[u8] {
-        &self.data[self.slots[i].key_end as usize..self.slots[i].value_end as usize]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn parts(&self) -> Parts<'_> {
+        let (pairs, rest) = self.buf.split_at(self.len * PAIR_BYTES);
+        let (ends, data) = rest.split_at(self.len * ENDS_BYTES);
+        Parts {
+            pairs: pairs.as_chunks().0,
+            ends: ends.as_chunks().0,
+            data,
+        }
     }
 
     pub fn entry(&self, i: usize) -> Entry<'_> {
+        let p = self.parts();
         Entry {
-            key_hash: &self.slots[i].key_hash,
-            value_hash: &self.slots[i].value_hash,
-            key: self.key_at(i),
-            value: self.value_at(i),
+            key_hash: Hash(*p.key_hash(i)),
+            value_hash: Hash(*p.value_hash(i)),
+            key: p.key(i),
+            value: p.value(i),
         }
     }
 
@@ -186,175 +262,119 @@ impl Bucket {
 
     /// The `(key_hash, value_hash)` pairs, sorted: what the bucket hash and proofs cover.
     pub fn pairs(&self) -> impl ExactSizeIterator<Item = (Hash, Hash)> + '_ {
-        self.slots.iter().map(Slot::pair)
+        let p = self.parts();
+        (0..self.len).map(move |i| (Hash(*p.key_hash(i)), Hash(*p.value_hash(i))))
     }
 
     /// Bytes of keys and values (what [`MAX_BUCKET_BYTES`] bounds, with the hashes).
     pub fn size(&self) -> usize {
-        self.data.len() + self.slots.len() * 72
-    }
-
-    fn position(&self, key_hash: &Hash, key: &[u8]) -> Result<usize, usize> {
-        // Compare keys only on a key-hash tie, i.e. for the entry itself.
-        let i = self.slots.partition_point(|e| e.key_hash < *key_hash);
-        let mut j = i;
-        while j < self.len() && self.slots[j].key_hash == *key_hash {
-            match self.key_at(j).cmp(key) {
-                std::cmp::Ordering::Less => j += 1,
-                std::cmp::Ordering::Equal => return Ok(j),
-                std::cmp::Ordering::Greater => break,
-            }
-        }
-        Err(j)
+        self.buf.len()
     }
 
     /// The value of `key`, whose hash the caller has already computed (it also picked the
     /// bucket with it).
     pub fn get(&self, key_hash: &Hash, key: &[u8]) -> Option<&[u8]> {
-        self.position(key_hash, key).ok().map(|i| self.value_at(i))
-    }
-
-    /// Shifts the offsets of entries from `from` on by `delta` bytes.
-    fn shift(&mut self, from: usize, delta: isize) {
-        for e in &mut self.slots[from..] {
-            e.key_end = (e.key_end as isize + delta) as u32;
-            e.value_end = (e.value_end as isize + delta) as u32;
-        }
+        let p = self.parts();
+        p.position(key_hash, key).ok().map(|i| p.value(i))
     }
 
     /// Sets (`Some`) or deletes (`None`) `key`. Returns whether the bucket changed, so callers
     /// can skip re-hashing and re-writing buckets that a block rewrote to the same values.
-    ///
-    /// Offsets are u32: callers keep buckets under [`MAX_BUCKET_BYTES`] (the store refuses to
-    /// write larger ones), so they cannot overflow.
     pub fn set(&mut self, key_hash: Hash, key: &[u8], value: Option<&[u8]>) -> bool {
-        match (self.position(&key_hash, key), value) {
-            (Ok(i), Some(v)) => {
-                if self.value_at(i) == v {
-                    return false;
-                }
-                let (vs, ve) = (
-                    self.slots[i].key_end as usize,
-                    self.slots[i].value_end as usize,
-                );
-                let delta = v.len() as isize - (ve - vs) as isize;
-                self.data.splice(vs..ve, v.iter().copied());
-                self.slots[i].value_hash = Hash::of(v);
-                self.slots[i].value_end = (self.slots[i].value_end as isize + delta) as u32;
-                self.shift(i + 1, delta);
+        match self.with_changes(&[(key_hash, key, value)]) {
+            Some(changed) => {
+                *self = changed;
                 true
             }
-            (Ok(i), None) => {
-                let (s, e) = (self.start(i), self.slots[i].value_end as usize);
-                self.data.drain(s..e);
-                self.slots.remove(i);
-                self.shift(i, -((e - s) as isize));
-                true
-            }
-            (Err(i), Some(v)) => {
-                let s = self.start(i);
-                let len = key.len() + v.len();
-                self.data.splice(s..s, key.iter().chain(v.iter()).copied());
-                let slot = Slot {
-                    key_hash,
-                    value_hash: Hash::of(v),
-                    key_end: (s + key.len()) as u32,
-                    value_end: (s + len) as u32,
-                };
-                self.slots.insert(i, slot);
-                self.shift(i + 1, len as isize);
-                true
-            }
-            (Err(_), None) => false,
+            None => false,
         }
     }
 
     /// This bucket with `changes` applied (`(key hash, key, new value or None to delete)`,
     /// sorted by `(key hash, key)`, each key once), or `None` if none of them changes it.
     ///
-    /// One merge pass into exactly sized arrays: what a block's commit does to every bucket it
-    /// touches, where repeated [`Bucket::set`] calls would shift the arrays once per change
-    /// and leave them with doubled capacity.
+    /// A first pass sizes the result (and finds out whether anything changes, allocating
+    /// nothing if not); a second merges into the one exactly sized buffer.
     pub fn with_changes(&self, changes: &[EntryChange<'_>]) -> Option<Bucket> {
         debug_assert!(changes
             .windows(2)
             .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)));
-        let extra: usize = changes
-            .iter()
-            .map(|(_, k, v)| v.map_or(0, |v| k.len() + v.len()))
-            .sum();
-        let n = self.len() + changes.len();
-        let mut out = Bucket {
-            slots: Vec::with_capacity(n),
-            data: Vec::with_capacity(self.data.len() + extra),
-        };
-        let mut changed = false;
+        let old = self.parts();
+        let (mut len, mut data_len, mut changed) = (old.len(), old.data.len(), false);
+        for (kh, k, v) in changes {
+            match (old.position(kh, k), v) {
+                (Ok(i), Some(v)) if *v == old.value(i) => {}
+                (Ok(i), Some(v)) => {
+                    data_len = data_len + v.len() - old.value(i).len();
+                    changed = true;
+                }
+                (Ok(i), None) => {
+                    len -= 1;
+                    data_len -= old.key(i).len() + old.value(i).len();
+                    changed = true;
+                }
+                (Err(_), Some(v)) => {
+                    len += 1;
+                    data_len += k.len() + v.len();
+                    changed = true;
+                }
+                (Err(_), None) => {}
+            }
+        }
+        if !changed {
+            return None;
+        }
+        let mut buf = vec![0u8; len * (PAIR_BYTES + ENDS_BYTES) + data_len].into_boxed_slice();
+        let mut out = BucketWriter::new(&mut buf, len);
         let mut i = 0;
         let mut changes = changes.iter().peekable();
         loop {
-            let order = match (i < self.len(), changes.peek()) {
+            let order = match (i < old.len(), changes.peek()) {
                 (false, None) => break,
                 (true, None) => std::cmp::Ordering::Less,
                 (false, Some(_)) => std::cmp::Ordering::Greater,
-                (true, Some((kh, k, _))) => {
-                    (&self.slots[i].key_hash, self.key_at(i)).cmp(&(kh, *k))
-                }
+                (true, Some((kh, k, _))) => (old.key_hash(i), old.key(i)).cmp(&(&kh.0, *k)),
             };
             match order {
                 std::cmp::Ordering::Less => {
-                    out.push_entry(self.slots[i].pair(), self.key_at(i), self.value_at(i));
+                    out.push(old.key_hash(i), old.value_hash(i), old.key(i), old.value(i));
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
                     if let Some((kh, k, Some(v))) = changes.next() {
-                        out.push_entry((*kh, Hash::of(v)), k, v);
-                        changed = true;
+                        out.push(&kh.0, &Hash::of(v).0, k, v);
                     }
                 }
                 std::cmp::Ordering::Equal => {
-                    if let Some((kh, k, new)) = changes.next() {
+                    if let Some((_, k, new)) = changes.next() {
                         match new {
-                            Some(v) if *v == self.value_at(i) => {
-                                out.push_entry(self.slots[i].pair(), k, v);
+                            Some(v) if *v == old.value(i) => {
+                                out.push(old.key_hash(i), old.value_hash(i), k, v);
                             }
-                            Some(v) => {
-                                out.push_entry((*kh, Hash::of(v)), k, v);
-                                changed = true;
-                            }
-                            None => changed = true,
+                            Some(v) => out.push(old.key_hash(i), &Hash::of(v).0, k, v),
+                            None => {}
                         }
                     }
                     i += 1;
                 }
             }
         }
-        changed.then_some(out)
-    }
-
-    fn push_entry(&mut self, pair: (Hash, Hash), key: &[u8], value: &[u8]) {
-        self.data.extend_from_slice(key);
-        let key_end = self.data.len() as u32;
-        self.data.extend_from_slice(value);
-        self.slots.push(Slot {
-            key_hash: pair.0,
-            value_hash: pair.1,
-            key_end,
-            value_end: self.data.len() as u32,
-        });
+        debug_assert_eq!((out.n, out.at), (len, data_len));
+        Some(Bucket { len, buf })
     }
 
     /// The bucket hash: SHA-256 over the sorted `(key_hash || value_hash)` pairs, or
     /// [`Hash::ZERO`] for an empty bucket.
     pub fn hash(&self) -> Hash {
-        pairs_hash(self.slots.iter().map(|e| (&e.key_hash, &e.value_hash)))
+        match self.len {
+            0 => Hash::ZERO,
+            n => Hash::of(&self.buf[..n * PAIR_BYTES]),
+        }
     }
 
     /// Rough heap footprint, for bounding caches of decoded buckets.
     pub fn approx_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.data.capacity()
-            + 2 * 16 // allocator headers
+        std::mem::size_of::<Self>() + self.buf.len() + 16 // allocator header
     }
 
     /// The bytes stored for this bucket. Only this node reads them back; what other nodes see
@@ -362,20 +382,12 @@ impl Bucket {
     pub fn encode(&self) -> Vec<u8> {
         // The codec's layout of a struct of three byte strings (u64 LE length, then the bytes),
         // written by hand into one exactly sized buffer; a test pins it to the codec's output.
-        let n = self.slots.len();
-        let mut out = Vec::with_capacity(24 + n * 72 + self.data.len());
-        out.extend_from_slice(&((n * 64) as u64).to_le_bytes());
-        for e in &self.slots {
-            out.extend_from_slice(&e.key_hash.0);
-            out.extend_from_slice(&e.value_hash.0);
+        let p = self.parts();
+        let mut out = Vec::with_capacity(24 + self.buf.len());
+        for part in [p.pairs.as_flattened(), p.ends.as_flattened(), p.data] {
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            out.extend_from_slice(part);
         }
-        out.extend_from_slice(&((n * 8) as u64).to_le_bytes());
-        for e in &self.slots {
-            out.extend_from_slice(&e.key_end.to_le_bytes());
-            out.extend_from_slice(&e.value_end.to_le_bytes());
-        }
-        out.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.data);
         out
     }
 
@@ -386,13 +398,14 @@ impl Bucket {
         if pairs.is_empty() {
             return Err(BucketError::StoredEmpty);
         }
-        if pairs.len() % 64 != 0 {
+        let (pair_array, tail) = pairs.as_chunks::<PAIR_BYTES>();
+        if !tail.is_empty() {
             return Err(BucketError::Layout(
                 "pair array is not a whole number of pairs",
             ));
         }
-        let n = pairs.len() / 64;
-        if ends.len() != n * 8 {
+        let n = pair_array.len();
+        if ends.len() != n * ENDS_BYTES {
             return Err(BucketError::Layout(
                 "offset array does not match the pair count",
             ));
@@ -400,58 +413,50 @@ impl Bucket {
         if data.len() > u32::MAX as usize {
             return Err(BucketError::Layout("data over 4 GiB"));
         }
-        let mut bucket = Bucket {
-            slots: Vec::with_capacity(n),
-            data: data.to_vec(),
+        let parts = Parts {
+            pairs: pair_array,
+            ends: ends.as_chunks().0,
+            data,
         };
-        let mut prev_end = 0u32;
-        for (p, e) in pairs.chunks_exact(64).zip(ends.chunks_exact(8)) {
-            let mut kh = [0u8; 32];
-            let mut vh = [0u8; 32];
-            kh.copy_from_slice(&p[..32]);
-            vh.copy_from_slice(&p[32..]);
-            let mut k = [0u8; 4];
-            let mut v = [0u8; 4];
-            k.copy_from_slice(&e[..4]);
-            v.copy_from_slice(&e[4..]);
-            let (k, v) = (u32::from_le_bytes(k), u32::from_le_bytes(v));
-            if k < prev_end || v < k {
+        let mut prev_end = 0;
+        for j in 0..2 * n {
+            let end = parts.end(j);
+            if end < prev_end {
                 return Err(BucketError::Layout("offsets go backwards"));
             }
-            prev_end = v;
-            bucket.slots.push(Slot {
-                key_hash: Hash(kh),
-                value_hash: Hash(vh),
-                key_end: k,
-                value_end: v,
-            });
+            prev_end = end;
         }
-        if prev_end as usize != bucket.data.len() {
+        if prev_end != data.len() {
             return Err(BucketError::Layout("offsets do not cover the data exactly"));
         }
         for i in 1..n {
-            let ord = bucket.slots[i - 1]
-                .key_hash
-                .cmp(&bucket.slots[i].key_hash)
-                .then_with(|| bucket.key_at(i - 1).cmp(bucket.key_at(i)));
+            let ord =
+                (parts.key_hash(i - 1), parts.key(i - 1)).cmp(&(parts.key_hash(i), parts.key(i)));
             if ord != std::cmp::Ordering::Less {
                 return Err(BucketError::Unsorted { index: i });
             }
         }
-        Ok(bucket)
+        let mut buf = Vec::with_capacity(pairs.len() + ends.len() + data.len());
+        buf.extend_from_slice(pairs);
+        buf.extend_from_slice(ends);
+        buf.extend_from_slice(data);
+        Ok(Bucket {
+            len: n,
+            buf: buf.into_boxed_slice(),
+        })
     }
 
     /// Checks every stored hash against the key or value it claims to hash, and that every
     /// entry belongs in bucket `index`.
     pub fn verify(&self, index: u32, depth: u32) -> Result<(), BucketError> {
         for (i, e) in self.entries().enumerate() {
-            if Hash::of(e.key) != *e.key_hash {
+            if Hash::of(e.key) != e.key_hash {
                 return Err(BucketError::KeyHash { index: i });
             }
-            if Hash::of(e.value) != *e.value_hash {
+            if Hash::of(e.value) != e.value_hash {
                 return Err(BucketError::ValueHash { index: i });
             }
-            let actual = bucket_of(e.key_hash, depth);
+            let actual = bucket_of(&e.key_hash, depth);
             if actual != index {
                 return Err(BucketError::Misplaced { index: i, actual });
             }
@@ -652,17 +657,23 @@ pub fn state_root<'a>(
     num_buckets: u64,
 ) -> Result<Hash, CommitmentError> {
     let depth = depth(num_buckets)?;
-    let mut buckets: BTreeMap<u32, Bucket> = BTreeMap::new();
+    // By bucket, then as a bucket orders its entries; of a key given twice, the last value.
+    let mut sorted: BTreeMap<(u32, Hash, &[u8]), &[u8]> = BTreeMap::new();
     for (k, v) in entries {
         let kh = Hash::of(k);
-        buckets
-            .entry(bucket_of(&kh, depth))
-            .or_default()
-            .set(kh, k, Some(v));
+        sorted.insert((bucket_of(&kh, depth), kh, k), v);
     }
     let mut leaves = vec![Hash::ZERO; num_buckets as usize];
-    for (b, bucket) in &buckets {
-        leaves[*b as usize] = bucket.hash();
+    let mut changes: Vec<EntryChange<'_>> = Vec::new();
+    let mut entries = sorted.into_iter().peekable();
+    while let Some(((b, kh, k), v)) = entries.next() {
+        changes.push((kh, k, Some(v)));
+        if entries.peek().is_none_or(|((next, _, _), _)| *next != b) {
+            if let Some(bucket) = Bucket::default().with_changes(&changes) {
+                leaves[b as usize] = bucket.hash();
+            }
+            changes.clear();
+        }
     }
     Ok(BucketTree::from_leaves(&leaves)?.root())
 }
@@ -837,15 +848,17 @@ mod tests {
             pairs.extend_from_slice(&k.0);
             pairs.extend_from_slice(&v.0);
         }
-        let mut ends = Vec::new();
-        for e in &b.slots {
-            ends.extend_from_slice(&e.key_end.to_le_bytes());
-            ends.extend_from_slice(&e.value_end.to_le_bytes());
+        let (mut ends, mut data) = (Vec::new(), Vec::new());
+        for e in b.entries() {
+            data.extend_from_slice(e.key);
+            ends.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            data.extend_from_slice(e.value);
+            ends.extend_from_slice(&(data.len() as u32).to_le_bytes());
         }
         let via_codec = codec::encode(&StoredBucket {
             pairs: Blob(pairs),
             ends: Blob(ends),
-            data: Blob(b.data.clone()),
+            data: Blob(data),
         });
         assert_eq!(b.encode(), via_codec);
     }
@@ -891,24 +904,29 @@ mod tests {
             Bucket::decode(&Bucket::default().encode()),
             Err(BucketError::StoredEmpty)
         );
+        let n = b.len();
         let mut swapped = b.clone();
-        let (first, second) = (swapped.slots[0], swapped.slots[1]);
-        (swapped.slots[0].key_hash, swapped.slots[0].value_hash) = second.pair();
-        (swapped.slots[1].key_hash, swapped.slots[1].value_hash) = first.pair();
+        swapped.buf[..2 * PAIR_BYTES].rotate_left(PAIR_BYTES);
         assert!(matches!(
             Bucket::decode(&swapped.encode()),
             Err(BucketError::Unsorted { .. })
         ));
-        for (i, bad) in [(1usize, (0u32, 0u32)), (2, (u32::MAX, u32::MAX))] {
+        for (i, bad) in [(1usize, 0u32), (2, u32::MAX)] {
             let mut broken = b.clone();
-            (broken.slots[i].key_end, broken.slots[i].value_end) = bad;
+            let at = n * PAIR_BYTES + i * ENDS_BYTES;
+            broken.buf[at..at + 4].copy_from_slice(&bad.to_le_bytes());
+            broken.buf[at + 4..at + 8].copy_from_slice(&bad.to_le_bytes());
             assert!(matches!(
                 Bucket::decode(&broken.encode()),
                 Err(BucketError::Layout(_))
             ));
         }
-        let mut short = b.clone();
-        short.data.push(0);
+        let mut longer = b.buf.to_vec();
+        longer.push(0);
+        let short = Bucket {
+            len: n,
+            buf: longer.into_boxed_slice(),
+        };
         assert!(matches!(
             Bucket::decode(&short.encode()),
             Err(BucketError::Layout(_))
@@ -933,15 +951,15 @@ mod tests {
             Err(BucketError::Misplaced { .. })
         ));
         let mut bad_value = zero.clone();
-        let last = bad_value.data.len() - 1;
-        bad_value.data[last] = b'w';
+        let last = bad_value.buf.len() - 1;
+        bad_value.buf[last] = b'w';
         let n = bad_value.len();
         assert_eq!(
             bad_value.verify(0, 1),
             Err(BucketError::ValueHash { index: n - 1 })
         );
         let mut bad_key = zero.clone();
-        bad_key.data[0] ^= 1;
+        bad_key.buf[n * (PAIR_BYTES + ENDS_BYTES)] ^= 1;
         assert_eq!(bad_key.verify(0, 1), Err(BucketError::KeyHash { index: 0 }));
     }
 
@@ -1078,7 +1096,7 @@ mod tests {
             sorted.sort();
             let entries: Vec<(Hash, Hash, Vec<u8>, Vec<u8>)> = bucket
                 .entries()
-                .map(|e| (*e.key_hash, *e.value_hash, e.key.to_vec(), e.value.to_vec()))
+                .map(|e| (e.key_hash, e.value_hash, e.key.to_vec(), e.value.to_vec()))
                 .collect();
             prop_assert_eq!(entries, sorted);
             if bucket.is_empty() {

@@ -96,7 +96,7 @@ impl StateProof {
         let mut node = pairs_hash(self.pairs.iter().map(|(k, v)| (k, v)));
         let mut idx = self.bucket;
         for sib in &self.siblings {
-            node = if idx % 2 == 0 {
+            node = if idx.is_multiple_of(2) {
                 Hash::node(&node, sib)
             } else {
                 Hash::node(sib, &node)

@@ -244,7 +244,7 @@ impl TxIndex {
             let count = &mut counts[b / GROUPS];
             let mut chunk = (*count as usize / CHUNK_ENTRIES) as u32;
             let mut bytes = Vec::with_capacity(CHUNK_ENTRIES * ENTRY);
-            if *count as usize % CHUNK_ENTRIES != 0 {
+            if !(*count as usize).is_multiple_of(CHUNK_ENTRIES) {
                 let last = self.chunk(kv, b, chunk as usize, *count as usize)?;
                 bytes.extend_from_slice(last.as_ref());
             }
@@ -342,7 +342,7 @@ mod tests {
         for (i, block) in blocks.iter().enumerate() {
             let height = i as u64 + 1;
             commit(&kv, &mut index, height, block);
-            if height % 7 == 0 {
+            if height.is_multiple_of(7) {
                 index = TxIndex::load(&kv, height, |h| Ok(blocks[h as usize - 1].clone()))
                     .expect("load");
             }
