@@ -31,6 +31,7 @@ use crate::genesis::{Genesis, GenesisError};
 use crate::hash::Hash;
 use crate::state::commitment::{self, Bucket, BucketTree, CommitmentError, TreeUpdate};
 use crate::state::keys as state_keys;
+use crate::state::pool::BucketPool;
 use crate::state::proof::StateProof;
 use crate::state::{StateChanges, StateError, StateReader};
 use crate::validator_set::ValidatorSet;
@@ -353,6 +354,10 @@ struct WriteBack {
 const JOURNAL_CHUNK: usize = 4096;
 /// Committed blocks kept decoded (see `ChainStore::recent`): a few blocks' time of polling.
 const RECENT_BLOCKS: usize = 4;
+/// Most bytes of replaced buckets' buffers kept for the next block (see [`BucketPool`]): at 1M
+/// entries a 10,000-transfer block replaces ~30 MB of buckets. Memory glibc would hold in its
+/// free lists anyway, until the next block's buckets took it.
+const POOL_BYTES: usize = 32 << 20;
 
 /// What one commit writes back: buckets written now, where the sweep goes on from, and the
 /// new lowest journal height.
@@ -420,6 +425,8 @@ pub struct ChainStore<K: KvStore> {
     recent: VecDeque<(Arc<Block>, CommitCertificate)>,
     genesis_hash: Hash,
     cache: Mutex<BucketCache>,
+    /// Buffers of the buckets the last block replaced, for `prepare` to reuse.
+    pool: Mutex<BucketPool>,
     write_back: WriteBack,
     write_back_bytes: usize,
     write_back_blocks: u64,
@@ -451,6 +458,7 @@ impl<K: KvStore> ChainStore<K> {
             recent: VecDeque::with_capacity(RECENT_BLOCKS),
             genesis_hash: genesis.hash(),
             cache: Mutex::new(BucketCache::new(config.bucket_cache_bytes)),
+            pool: Mutex::new(BucketPool::new(POOL_BYTES)),
             write_back: WriteBack {
                 dirty,
                 ..WriteBack::default()
@@ -751,12 +759,13 @@ impl<K: KvStore> ChainStore<K> {
     /// Records committed buckets as newer than their stored copies.
     fn mark_dirty(&mut self, height: u64, buckets: Vec<(u32, Arc<Bucket>)>) {
         let wb = &mut self.write_back;
+        let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner());
         for (b, bucket) in buckets {
             let size = bucket.approx_bytes();
             match wb.dirty.get_mut(&b) {
                 Some(d) => {
                     wb.bytes = wb.bytes - d.size + size;
-                    d.bucket = bucket;
+                    pool.recycle(std::mem::replace(&mut d.bucket, bucket));
                     d.size = size;
                 }
                 None => {
@@ -838,12 +847,13 @@ impl<K: KvStore> ChainStore<K> {
         let mut buckets = Vec::new();
         let mut leaves = Vec::new();
         let mut group_changes = Vec::new();
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         for group in items.chunk_by(|a, b| a.0 == b.0) {
             let b = group[0].0;
             group_changes.clear();
             group_changes.extend(group.iter().map(|(_, kh, k, v)| (*kh, *k, *v)));
             let current = self.bucket(b)?;
-            let Some(bucket) = current.with_changes(&group_changes) else {
+            let Some(bucket) = current.with_changes(&group_changes, &mut pool) else {
                 continue;
             };
             drop(current);
@@ -1119,10 +1129,15 @@ impl<K: KvStore> ChainStore<K> {
         }
         self.tree.apply(&prepared.tree);
         // Committed buckets not yet written live in the write-back set only (the cache would
-        // hold a stale copy); written ones move to the cache.
+        // hold a stale copy); written ones move to the cache. The versions they replace are
+        // recycled for the next block.
+        let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner());
+        pool.clear();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         for (b, _) in &prepared.buckets {
-            cache.remove(*b);
+            if let Some(stale) = cache.remove(*b) {
+                pool.recycle(stale);
+            }
         }
         drop(cache);
         self.mark_dirty(header.height, prepared.buckets);

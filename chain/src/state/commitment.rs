@@ -12,6 +12,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::hash::Hash;
+use crate::state::pool::BucketPool;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -281,7 +282,7 @@ impl Bucket {
     /// Sets (`Some`) or deletes (`None`) `key`. Returns whether the bucket changed, so callers
     /// can skip re-hashing and re-writing buckets that a block rewrote to the same values.
     pub fn set(&mut self, key_hash: Hash, key: &[u8], value: Option<&[u8]>) -> bool {
-        match self.with_changes(&[(key_hash, key, value)]) {
+        match self.with_changes(&[(key_hash, key, value)], &mut BucketPool::default()) {
             Some(changed) => {
                 *self = changed;
                 true
@@ -294,8 +295,13 @@ impl Bucket {
     /// sorted by `(key hash, key)`, each key once), or `None` if none of them changes it.
     ///
     /// A first pass sizes the result (and finds out whether anything changes, allocating
-    /// nothing if not); a second merges into the one exactly sized buffer.
-    pub fn with_changes(&self, changes: &[EntryChange<'_>]) -> Option<Bucket> {
+    /// nothing if not); a second merges into the one exactly sized buffer, taken from `pool`
+    /// when it holds one of that length.
+    pub fn with_changes(
+        &self,
+        changes: &[EntryChange<'_>],
+        pool: &mut BucketPool,
+    ) -> Option<Bucket> {
         debug_assert!(changes
             .windows(2)
             .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)));
@@ -324,7 +330,7 @@ impl Bucket {
         if !changed {
             return None;
         }
-        let mut buf = vec![0u8; len * (PAIR_BYTES + ENDS_BYTES) + data_len].into_boxed_slice();
+        let mut buf = pool.take(len * (PAIR_BYTES + ENDS_BYTES) + data_len);
         let mut out = BucketWriter::new(&mut buf, len);
         let mut i = 0;
         let mut changes = changes.iter().peekable();
@@ -359,8 +365,19 @@ impl Bucket {
                 }
             }
         }
-        debug_assert_eq!((out.n, out.at), (len, data_len));
+        // Every byte is written (a pooled buffer holds another bucket's bytes): the sizing
+        // pass and the merge agree whenever `changes` are sorted and unique, as required.
+        assert_eq!(
+            (out.n, out.at),
+            (len, data_len),
+            "changes not sorted or not unique"
+        );
         Some(Bucket { len, buf })
+    }
+
+    /// The bucket's buffer, for [`BucketPool`] to reuse.
+    pub(super) fn into_buffer(self) -> Box<[u8]> {
+        self.buf
     }
 
     /// The bucket hash: SHA-256 over the sorted `(key_hash || value_hash)` pairs, or
@@ -665,11 +682,12 @@ pub fn state_root<'a>(
     }
     let mut leaves = vec![Hash::ZERO; num_buckets as usize];
     let mut changes: Vec<EntryChange<'_>> = Vec::new();
+    let mut pool = BucketPool::default();
     let mut entries = sorted.into_iter().peekable();
     while let Some(((b, kh, k), v)) = entries.next() {
         changes.push((kh, k, Some(v)));
         if entries.peek().is_none_or(|((next, _, _), _)| *next != b) {
-            if let Some(bucket) = Bucket::default().with_changes(&changes) {
+            if let Some(bucket) = Bucket::default().with_changes(&changes, &mut pool) {
                 leaves[b as usize] = bucket.hash();
             }
             changes.clear();
@@ -1026,7 +1044,6 @@ mod tests {
     }
 
     proptest! {
-        /// The flat layout behaves as a sorted map, and survives its stored form.
         /// One merge pass gives exactly what one `set` per change gives.
         #[test]
         fn with_changes_equals_repeated_set(
@@ -1055,7 +1072,14 @@ mod tests {
                 .map(|(k, v)| (Hash::of(k), k.as_slice(), v.as_deref()))
                 .collect();
             changes.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-            match bucket.with_changes(&changes) {
+            // A pooled buffer of the right length, full of another bucket's bytes: every one
+            // must be overwritten.
+            let mut pool = BucketPool::new(usize::MAX);
+            pool.recycle(std::sync::Arc::new(Bucket {
+                len: 1,
+                buf: vec![0xa5; expected.size()].into_boxed_slice(),
+            }));
+            match bucket.with_changes(&changes, &mut pool) {
                 Some(merged) => {
                     prop_assert!(changed);
                     prop_assert_eq!(merged, expected);
@@ -1064,6 +1088,7 @@ mod tests {
             }
         }
 
+        /// The flat layout behaves as a sorted map, and survives its stored form.
         #[test]
         fn bucket_behaves_as_a_map(
             ops in prop::collection::vec(

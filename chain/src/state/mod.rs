@@ -7,6 +7,7 @@
 pub mod commitment;
 pub mod keys;
 pub mod ledger;
+pub mod pool;
 pub mod proof;
 
 use std::collections::BTreeMap;

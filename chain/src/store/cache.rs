@@ -79,16 +79,17 @@ impl BucketCache {
         self.evict();
     }
 
-    /// Drops `b` (its committed content now lives elsewhere, e.g. held for write-back).
-    pub(crate) fn remove(&mut self, b: u32) {
-        if let Some(slot) = self.slots.remove(&b) {
-            self.bytes -= slot.size;
-            if self.clock.len() > 2 * self.slots.len() + 1024 {
-                let slots = &self.slots;
-                self.clock
-                    .retain(|(b, g)| slots.get(b).is_some_and(|s| s.generation == *g));
-            }
+    /// Drops `b` (its committed content now lives elsewhere, e.g. held for write-back) and
+    /// returns what was cached.
+    pub(crate) fn remove(&mut self, b: u32) -> Option<Arc<Bucket>> {
+        let slot = self.slots.remove(&b)?;
+        self.bytes -= slot.size;
+        if self.clock.len() > 2 * self.slots.len() + 1024 {
+            let slots = &self.slots;
+            self.clock
+                .retain(|(b, g)| slots.get(b).is_some_and(|s| s.generation == *g));
         }
+        Some(slot.bucket)
     }
 
     /// Whether another `size` bytes fit without evicting (used to warm the cache on open
