@@ -95,6 +95,11 @@ pub struct Bucket {
 const PAIR_BYTES: usize = 64;
 const ENDS_BYTES: usize = 8;
 
+/// Buckets up to this many entries are searched front to back: the pairs are 64 bytes apart,
+/// so a binary search misses the CPU cache once per step, each miss waiting for the last,
+/// where a scan reads consecutive lines the hardware prefetches.
+const LINEAR_SEARCH: usize = 32;
+
 /// A bucket's three arrays, borrowed from a [`Bucket`] or from stored bytes being decoded.
 #[derive(Clone, Copy)]
 struct Parts<'a> {
@@ -133,7 +138,15 @@ impl<'a> Parts<'a> {
 
     fn position(&self, key_hash: &Hash, key: &[u8]) -> Result<usize, usize> {
         // Compare keys only on a key-hash tie, i.e. for the entry itself.
-        let i = self.pairs.partition_point(|p| p[..32] < key_hash.0[..]);
+        let before = |p: &[u8; PAIR_BYTES]| p[..32] < key_hash.0[..];
+        let i = if self.len() <= LINEAR_SEARCH {
+            self.pairs
+                .iter()
+                .position(|p| !before(p))
+                .unwrap_or(self.len())
+        } else {
+            self.pairs.partition_point(before)
+        };
         let mut j = i;
         while j < self.len() && self.key_hash(j) == &key_hash.0 {
             match self.key(j).cmp(key) {
@@ -853,6 +866,27 @@ mod tests {
         assert_eq!(b.pairs().collect::<Vec<_>>(), pairs);
         assert_eq!(b.get(&Hash::of(b"b"), b"b"), Some(&b"2"[..]));
         assert_eq!(Bucket::decode(&b.encode()), Ok(b.clone()));
+    }
+
+    #[test]
+    fn lookups_find_every_key_in_small_and_large_buckets() {
+        for n in [1usize, LINEAR_SEARCH, LINEAR_SEARCH + 1, 300] {
+            let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("k{i}").into_bytes()).collect();
+            let mut changes: Vec<EntryChange<'_>> = keys
+                .iter()
+                .map(|k| (Hash::of(k), k.as_slice(), Some(k.as_slice())))
+                .collect();
+            changes.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            let b = Bucket::default()
+                .with_changes(&changes, &mut BucketPool::default())
+                .expect("new entries");
+            assert_eq!(b.len(), n);
+            for k in &keys {
+                assert_eq!(b.get(&Hash::of(k), k), Some(k.as_slice()), "{n} entries");
+                let absent = [k.as_slice(), b"x"].concat();
+                assert_eq!(b.get(&Hash::of(&absent), &absent), None, "{n} entries");
+            }
+        }
     }
 
     #[test]
