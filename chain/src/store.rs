@@ -750,6 +750,11 @@ impl<K: KvStore> ChainStore<K> {
             drop(bytes);
             let prepared = self.prepare(&changes)?;
             self.tree.apply(&prepared.tree);
+            // As a commit does: the pool holds one block's replaced buckets at most.
+            self.pool
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             self.mark_dirty(h, prepared.buckets);
             self.write_back.journal_chunks.insert(h, chunks);
         }

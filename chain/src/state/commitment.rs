@@ -63,7 +63,7 @@ pub enum BucketError {
     StoredEmpty,
 }
 
-/// One entry of a bucket, borrowed.
+/// One entry of a bucket: its hashes, and its key and value borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
     pub key_hash: Hash,
@@ -82,8 +82,8 @@ pub struct Entry<'a> {
 /// (u32 LE), then `key 0 || value 0 || key 1 || value 1 || …`. A block replaces thousands of
 /// buckets, and at 1M entries a bucket (~2 KiB) is past glibc's per-thread cache, so each
 /// allocation and free of one takes the allocator's slow path: with the pairs, offsets and data
-/// in separate arrays (and, earlier, per-entry allocations) malloc was the largest cost of an
-/// update. The value hash is kept beside the value so re-hashing a bucket is one SHA-256 over
+/// in separate arrays, malloc and free were about a fifth of an update (a profile), and one
+/// buffer instead took the update at 1M entries from 5.5 to 4.35 µs per entry. The value hash is kept beside the value so re-hashing a bucket is one SHA-256 over
 /// the contiguous pairs, not one per value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
