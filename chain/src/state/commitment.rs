@@ -83,8 +83,9 @@ pub struct Entry<'a> {
 /// buckets, and at 1M entries a bucket (~2 KiB) is past glibc's per-thread cache, so each
 /// allocation and free of one takes the allocator's slow path: with the pairs, offsets and data
 /// in separate arrays, malloc and free were about a fifth of an update (a profile), and one
-/// buffer instead took the update at 1M entries from 5.5 to 4.35 µs per entry. The value hash is kept beside the value so re-hashing a bucket is one SHA-256 over
-/// the contiguous pairs, not one per value.
+/// buffer instead took the update at 1M entries from 5.5 to 4.35 µs per entry. The value hash
+/// is kept beside the value so re-hashing a bucket is one SHA-256 over the contiguous pairs,
+/// not one per value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
     len: usize,
