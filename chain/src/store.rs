@@ -750,21 +750,26 @@ impl<K: KvStore> ChainStore<K> {
             drop(bytes);
             let prepared = self.prepare(&changes)?;
             self.tree.apply(&prepared.tree);
-            // As a commit does: the pool holds one block's replaced buckets at most.
-            self.pool
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
             self.mark_dirty(h, prepared.buckets);
             self.write_back.journal_chunks.insert(h, chunks);
         }
         Ok(())
     }
 
-    /// Records committed buckets as newer than their stored copies.
+    /// Records block `height`'s buckets as newer than their stored copies, for a commit and
+    /// for a journal record replayed on open alike. Until written, they live in the write-back
+    /// set only: the cache's stale copies are dropped. The versions they replace are recycled
+    /// for the next block, and the pool keeps no more than that (one block's).
     fn mark_dirty(&mut self, height: u64, buckets: Vec<(u32, Arc<Bucket>)>) {
         let wb = &mut self.write_back;
         let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner());
+        pool.clear();
+        let cache = self.cache.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (b, _) in &buckets {
+            if let Some(stale) = cache.remove(*b) {
+                pool.recycle(stale);
+            }
+        }
         for (b, bucket) in buckets {
             let size = bucket.approx_bytes();
             match wb.dirty.get_mut(&b) {
@@ -1133,21 +1138,10 @@ impl<K: KvStore> ChainStore<K> {
             self.validator_sets.insert(header.height, Arc::new(set));
         }
         self.tree.apply(&prepared.tree);
-        // Committed buckets not yet written live in the write-back set only (the cache would
-        // hold a stale copy); written ones move to the cache. The versions they replace are
-        // recycled for the next block.
-        let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner());
-        pool.clear();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        for (b, _) in &prepared.buckets {
-            if let Some(stale) = cache.remove(*b) {
-                pool.recycle(stale);
-            }
-        }
-        drop(cache);
         self.mark_dirty(header.height, prepared.buckets);
+        // Buckets written now move from the write-back set to the cache.
         let wb = &mut self.write_back;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = self.cache.get_mut().unwrap_or_else(|e| e.into_inner());
         for b in plan.written {
             if let Some(d) = wb.dirty.remove(&b) {
                 if let Some(count) = wb.since.get_mut(&d.since) {
@@ -1160,7 +1154,6 @@ impl<K: KvStore> ChainStore<K> {
                 cache.insert(b, d.bucket);
             }
         }
-        drop(cache);
         if plan.journal_from <= header.height {
             let chunks = header_journal_chunks;
             wb.journal_chunks.insert(header.height, chunks);

@@ -496,7 +496,8 @@ impl Bucket {
     }
 }
 
-/// Hash of a sorted pair list, the one definition shared by the store and proof verification.
+/// Hash of a sorted pair list, as proof verification computes it. [`Bucket::hash`] computes
+/// the same in one call over its contiguous pairs (a proptest pins the two together).
 pub fn pairs_hash<'a>(pairs: impl IntoIterator<Item = (&'a Hash, &'a Hash)>) -> Hash {
     let mut h = Sha256::new();
     let mut any = false;
@@ -1159,6 +1160,8 @@ mod tests {
                 .map(|e| (e.key_hash, e.value_hash, e.key.to_vec(), e.value.to_vec()))
                 .collect();
             prop_assert_eq!(entries, sorted);
+            let pairs: Vec<(Hash, Hash)> = bucket.pairs().collect();
+            prop_assert_eq!(bucket.hash(), pairs_hash(pairs.iter().map(|(k, v)| (k, v))));
             if bucket.is_empty() {
                 prop_assert_eq!(Bucket::decode(&bucket.encode()), Err(BucketError::StoredEmpty));
             } else {

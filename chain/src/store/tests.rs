@@ -84,6 +84,15 @@ fn genesis_state(g: &Genesis) -> MemState {
     s
 }
 
+/// A new store with `config` on an empty `MemKv`, and the state it starts from.
+fn open_fresh(config: &StoreConfig) -> (Genesis, MemKv, ChainStore<MemKv>, MemState) {
+    let g = genesis();
+    let kv = MemKv::new();
+    let store = ChainStore::open_with(kv.clone(), &g, config).expect("open");
+    let expected = genesis_state(&g);
+    (g, kv, store, expected)
+}
+
 fn root_of(state: &MemState, buckets: u64) -> Hash {
     commitment::state_root(
         state.0.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
@@ -124,10 +133,7 @@ fn open_initialises_from_genesis() {
 
 #[test]
 fn commits_are_readable_and_survive_reopen() {
-    let g = genesis();
-    let kv = MemKv::new();
-    let mut store = ChainStore::open(kv.clone(), &g).expect("open");
-    let mut expected = genesis_state(&g);
+    let (g, kv, mut store, mut expected) = open_fresh(&StoreConfig::default());
     let c1 = changes(&[("a", Some("1")), ("b", Some("2")), ("c", Some("3"))]);
     commit(&mut store, &c1, vec![transfer(1), transfer(2)]);
     expected.apply(&c1);
@@ -469,16 +475,13 @@ proptest! {
             Just((1usize << 20, 64u64)),
         ],
     ) {
-        let g = genesis();
-        let kv = MemKv::new();
         let config = StoreConfig {
             bucket_cache_bytes: cache_bytes,
             write_back_bytes,
             write_back_blocks,
             ..StoreConfig::default()
         };
-        let mut store = ChainStore::open_with(kv.clone(), &g, &config).expect("open");
-        let mut expected = genesis_state(&g);
+        let (g, kv, mut store, mut expected) = open_fresh(&config);
         for c in &blocks {
             commit(&mut store, c, vec![]);
             expected.apply(c);
@@ -543,14 +546,11 @@ fn journal_heights(kv: &MemKv) -> Vec<u64> {
 
 #[test]
 fn journal_is_replayed_and_checked_on_open() {
-    let g = genesis();
-    let kv = MemKv::new();
     let config = StoreConfig {
         write_back_blocks: 3,
         ..StoreConfig::default()
     };
-    let mut store = ChainStore::open_with(kv.clone(), &g, &config).expect("open");
-    let mut expected = genesis_state(&g);
+    let (g, kv, mut store, mut expected) = open_fresh(&config);
     for h in 1..=5u8 {
         let c = changes(&[
             ("a", Some(&h.to_string())),
@@ -587,15 +587,12 @@ fn journal_is_replayed_and_checked_on_open() {
 /// than `write_back_blocks` blocks (so the journal never grows past that many records).
 #[test]
 fn write_back_keeps_to_its_budget_and_its_wait() {
-    let g = genesis();
-    let kv = MemKv::new();
     let config = StoreConfig {
         write_back_bytes: 4096,
         write_back_blocks: 4,
         ..StoreConfig::default()
     };
-    let mut store = ChainStore::open_with(kv.clone(), &g, &config).expect("open");
-    let mut expected = genesis_state(&g);
+    let (g, kv, mut store, mut expected) = open_fresh(&config);
     for h in 1..=40u32 {
         // A few keys a block, some touched again block after block.
         let keys: Vec<String> = (0..6)
