@@ -72,8 +72,9 @@ impl Bench {
             .collect()
     }
 
-    fn execute_and_commit(&mut self, txs: Vec<HashedTx>) -> [Duration; 3] {
-        let t0 = Instant::now();
+    /// Wall time of each phase (execute, prepare, commit), then this thread's CPU time of each.
+    fn execute_and_commit(&mut self, txs: Vec<HashedTx>) -> [Duration; 6] {
+        let (c0, t0) = (thread_cpu(), Instant::now());
         let head = self.store.head().clone();
         let height = head.height + 1;
         let env = BlockEnv {
@@ -82,9 +83,9 @@ impl Bench {
             proposer: self.proposer,
         };
         let outcome = execute_block(&self.store, env, &txs, |_| true).expect("valid block");
-        let t1 = Instant::now();
+        let (c1, t1) = (thread_cpu(), Instant::now());
         let prepared = self.store.prepare(&outcome.changes).expect("prepare");
-        let t2 = Instant::now();
+        let (c2, t2) = (thread_cpu(), Instant::now());
         let header = Header {
             chain_id: CHAIN.into(),
             height,
@@ -113,8 +114,8 @@ impl Bench {
         self.store
             .commit_block(block, &cert, prepared)
             .expect("commit");
-        let t3 = Instant::now();
-        [t1 - t0, t2 - t1, t3 - t2]
+        let (c3, t3) = (thread_cpu(), Instant::now());
+        [t1 - t0, t2 - t1, t3 - t2, c1 - c0, c2 - c1, c3 - c2]
     }
 }
 
@@ -132,12 +133,12 @@ fn per(d: Duration, blocks: u32) -> f64 {
     d.as_secs_f64() * 1e6 / (f64::from(blocks.max(1)) * SENDERS as f64)
 }
 
-fn report(parts: &[Duration; 3], blocks: u32) {
+fn report(parts: &[Duration; 6], blocks: u32) {
+    let [e, p, c, ce, cp, cc] = parts.map(|d| per(d, blocks));
     eprintln!(
-        "  per transfer over {blocks} blocks: execute {:.2} µs, prepare {:.2} µs, commit {:.2} µs",
-        per(parts[0], blocks),
-        per(parts[1], blocks),
-        per(parts[2], blocks)
+        "  per transfer over {blocks} blocks: execute {e:.2} µs, prepare {p:.2} µs, commit \
+         {c:.2} µs; thread CPU {ce:.2} + {cp:.2} + {cc:.2} = {:.2} µs",
+        ce + cp + cc
     );
 }
 
@@ -146,29 +147,20 @@ fn report(parts: &[Duration; 3], blocks: u32) {
 fn profile_run(b: &mut Bench, blocks: u64) {
     let first = b.store.height() + 1;
     let all: Vec<Vec<HashedTx>> = (first..first + blocks).map(|h| b.txs(h)).collect();
-    let mut parts = [Duration::ZERO; 3];
-    let mut all_parts = [Duration::ZERO; 3];
-    let mut cpu = Duration::ZERO;
+    let mut parts = [Duration::ZERO; 6];
+    let mut all_parts = [Duration::ZERO; 6];
     for (i, txs) in all.into_iter().enumerate() {
-        let c0 = thread_cpu();
         let p = b.execute_and_commit(txs);
-        cpu += thread_cpu() - c0;
         for (a, d) in parts.iter_mut().zip(p) {
             *a += d;
         }
         if (i + 1) % 10 == 0 {
-            eprint!(
-                "blocks {:>3}..{:>3}: thread CPU {:.2} µs;",
-                i - 8,
-                i + 1,
-                per(cpu, 10)
-            );
-            cpu = Duration::ZERO;
+            eprint!("blocks {:>3}..{:>3}:", i - 8, i + 1);
             report(&parts, 10);
             for (a, d) in all_parts.iter_mut().zip(parts) {
                 *a += d;
             }
-            parts = [Duration::ZERO; 3];
+            parts = [Duration::ZERO; 6];
         }
     }
     for (a, d) in all_parts.iter_mut().zip(parts) {
@@ -186,7 +178,7 @@ fn bench(c: &mut Criterion) {
         profile_run(&mut b, n);
         return;
     }
-    let mut parts = [Duration::ZERO; 3];
+    let mut parts = [Duration::ZERO; 6];
     let mut blocks = 0u32;
     let mut g = c.benchmark_group("execution");
     g.sampling_mode(SamplingMode::Flat);

@@ -19,6 +19,7 @@ use aitbc_chain::store::{ChainStore, PreparedState, SledConfig, SledKv, StoreCon
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -146,12 +147,12 @@ fn grow(store: &mut ChainStore<TimedKv>, from: u64, to: u64) {
 }
 
 fn block_changes(rng: &mut Rng, size: u64, round: u64) -> StateChanges {
-    let mut changes = StateChanges::new();
+    let mut changes = BTreeMap::new();
     while changes.len() < BLOCK {
         let i = rng.next() % size;
         changes.insert(account_key(i), Some(account_value(i + round * 1_000_003)));
     }
-    changes
+    changes.into()
 }
 
 /// CPU time this thread has run (from `/proc/thread-self/schedstat`; zero where absent):
@@ -295,7 +296,7 @@ fn state_root(c: &mut Criterion) {
                     round += 1;
                     let changes = block_changes(&mut rng, size, round);
                     let t0 = Instant::now();
-                    for k in changes.keys() {
+                    for (k, _) in &changes {
                         std::hint::black_box(store.get(k).expect("read"));
                     }
                     let t1 = Instant::now();

@@ -844,12 +844,7 @@ impl<K: KvStore> ChainStore<K> {
             .iter()
             .map(|(k, v)| {
                 let kh = Hash::of(k);
-                (
-                    commitment::bucket_of(&kh, depth),
-                    kh,
-                    k.as_slice(),
-                    v.as_deref(),
-                )
+                (commitment::bucket_of(&kh, depth), kh, k, v)
             })
             .collect();
         // By bucket, then as each bucket orders its entries.
@@ -880,7 +875,10 @@ impl<K: KvStore> ChainStore<K> {
             buckets,
             tree: self.tree.plan(&leaves),
             journal: journal::encode(changes),
-            active_set: changes.get(state_keys::ACTIVE_SET).cloned().flatten(),
+            active_set: changes
+                .get(state_keys::ACTIVE_SET)
+                .flatten()
+                .map(<[u8]>::to_vec),
         })
     }
 

@@ -25,8 +25,18 @@ fn with(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     k
 }
 
+pub const ACCOUNT_KEY_LEN: usize = 5 + 20;
+
 pub fn account(a: &Address) -> Vec<u8> {
-    with(b"acct/", &a.0)
+    account_key(a).to_vec()
+}
+
+/// [`account`] without the allocation: execution reads and writes one or two per transfer.
+pub fn account_key(a: &Address) -> [u8; ACCOUNT_KEY_LEN] {
+    let mut k = [0; ACCOUNT_KEY_LEN];
+    k[..5].copy_from_slice(b"acct/");
+    k[5..].copy_from_slice(&a.0);
+    k
 }
 pub fn receipt(id: &Hash) -> Vec<u8> {
     with(b"receipt/", &id.0)

@@ -8,7 +8,7 @@ use crate::account::Account;
 use crate::address::Address;
 use crate::codec;
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub struct Ledger<R> {
     base: R,
@@ -16,7 +16,8 @@ pub struct Ledger<R> {
     /// written ones are sorted before they leave (`into_changes`), so the map's order never
     /// reaches the state.
     accounts: HashMap<Address, (Account, bool)>,
-    writes: StateChanges,
+    /// Every other write (few per block: parameters, supply, payments, receipts).
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<R: StateReader> Ledger<R> {
@@ -24,7 +25,7 @@ impl<R: StateReader> Ledger<R> {
         Ledger {
             base,
             accounts: HashMap::new(),
-            writes: StateChanges::new(),
+            writes: BTreeMap::new(),
         }
     }
 
@@ -78,20 +79,46 @@ impl<R: StateReader> Ledger<R> {
 
     /// Every write as one change set. An account back at its default (never used, or emptied)
     /// is deleted rather than stored, so state holds only live accounts.
-    pub fn into_changes(mut self) -> StateChanges {
+    ///
+    /// Accounts are sorted by address, which is their keys' order, and merged with the other
+    /// writes in one pass. Account keys are the accounts' own: the ledger never `put`s one.
+    pub fn into_changes(self) -> StateChanges {
         let mut written: Vec<(Address, Account)> = self
             .accounts
             .into_iter()
             .filter_map(|(addr, (acct, dirty))| dirty.then_some((addr, acct)))
             .collect();
         written.sort_unstable_by_key(|(addr, _)| *addr);
+        let other: usize = self
+            .writes
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        let mut changes = StateChanges::with_capacity(
+            written.len() + self.writes.len(),
+            written.len() * (keys::ACCOUNT_KEY_LEN + Account::ENCODED_LEN) + other,
+        );
+        let mut writes = self.writes.into_iter().peekable();
         for (addr, acct) in written {
-            let key = keys::account(&addr);
-            let value = (!acct.is_empty()).then(|| codec::encode(&acct));
-            self.writes.insert(key, value);
+            let key = keys::account_key(&addr);
+            while let Some((k, v)) = writes.next_if(|(k, _)| k.as_slice() < key.as_slice()) {
+                push(&mut changes, &k, v.as_deref());
+            }
+            let value = (!acct.is_empty()).then(|| acct.encode());
+            push(&mut changes, &key, value.as_ref().map(|v| v.as_slice()));
         }
-        self.writes
+        for (k, v) in writes {
+            push(&mut changes, &k, v.as_deref());
+        }
+        changes
     }
+}
+
+/// Both sources are sorted and distinct, so every key comes after the last.
+fn push(changes: &mut StateChanges, key: &[u8], value: Option<&[u8]>) {
+    changes
+        .push(key, value)
+        .expect("ledger writes are merged in key order");
 }
 
 impl<R: StateReader> StateReader for Ledger<R> {
@@ -102,7 +129,7 @@ impl<R: StateReader> StateReader for Ledger<R> {
             .and_then(|rest| <[u8; 20]>::try_from(rest).ok())
         {
             if let Some((acct, true)) = self.accounts.get(&Address(addr)) {
-                return Ok((!acct.is_empty()).then(|| codec::encode(acct)));
+                return Ok((!acct.is_empty()).then(|| acct.encode().to_vec()));
             }
         }
         match self.writes.get(key) {
@@ -145,7 +172,7 @@ mod tests {
         assert_eq!(l.get::<u64>(keys::SUPPLY).expect("read"), Some(14));
         assert_eq!(crate::state::account(&l, &a).expect("read").balance, 9);
         let changes = l.into_changes();
-        assert_eq!(changes.get(&keys::account(&b)), Some(&None));
-        assert!(changes.get(&keys::account(&a)).is_some_and(Option::is_some));
+        assert_eq!(changes.get(&keys::account(&b)), Some(None));
+        assert!(changes.get(&keys::account(&a)).is_some_and(|v| v.is_some()));
     }
 }

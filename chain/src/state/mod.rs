@@ -4,17 +4,15 @@
 //! Execution reads through [`StateReader`] and produces [`StateChanges`]; the store turns those
 //! into new bucket contents and a new `state_root` in one atomic write.
 
+pub mod changes;
 pub mod commitment;
 pub mod keys;
 pub mod ledger;
 pub mod pool;
 pub mod proof;
 
+pub use changes::StateChanges;
 use std::collections::BTreeMap;
-
-/// Key → new value (`None` deletes). A `BTreeMap`, so iteration order is the key order on every
-/// node.
-pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -41,9 +39,9 @@ pub struct MemState(pub BTreeMap<Vec<u8>, Vec<u8>>);
 
 impl MemState {
     pub fn apply(&mut self, changes: &StateChanges) {
-        for (k, v) in changes {
+        for (k, v) in changes.iter() {
             match v {
-                Some(v) => self.0.insert(k.clone(), v.clone()),
+                Some(v) => self.0.insert(k.to_vec(), v.to_vec()),
                 None => self.0.remove(k),
             };
         }
@@ -77,5 +75,5 @@ pub fn account(
     reader: &(impl StateReader + ?Sized),
     address: &crate::address::Address,
 ) -> Result<crate::account::Account, StateError> {
-    Ok(read(reader, &keys::account(address))?.unwrap_or_default())
+    Ok(read(reader, &keys::account_key(address))?.unwrap_or_default())
 }

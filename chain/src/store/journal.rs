@@ -47,21 +47,23 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<StateChanges, &'static str> {
     };
     let le32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
     let count = u64::from_le_bytes(take(8)?.try_into().map_err(|_| "truncated")?);
-    let mut changes = StateChanges::new();
+    // Every entry takes at least 9 bytes, so an absurd count cannot reserve much.
+    let mut changes =
+        StateChanges::with_capacity((count as usize).min(bytes.len() / 9), bytes.len());
     for _ in 0..count {
         let klen = le32(take(4)?);
-        let k = take(klen)?.to_vec();
+        let k = take(klen)?;
         let v = match take(1)?[0] {
             0 => None,
             1 => {
                 let vlen = le32(take(4)?);
-                Some(take(vlen)?.to_vec())
+                Some(take(vlen)?)
             }
             _ => return Err("bad value tag"),
         };
-        if changes.insert(k, v).is_some() {
-            return Err("repeated key");
-        }
+        changes
+            .push(k, v)
+            .map_err(|_| "keys out of order or repeated")?;
     }
     if !rest.is_empty() {
         return Err("trailing bytes");
@@ -75,10 +77,13 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_damage() {
-        let mut c = StateChanges::new();
-        c.insert(b"a".to_vec(), Some(b"1".to_vec()));
-        c.insert(b"bb".to_vec(), None);
-        c.insert(b"c".to_vec(), Some(vec![]));
+        let c: StateChanges = [
+            (b"a".as_slice(), Some(b"1".as_slice())),
+            (b"bb", None),
+            (b"c", Some(b"")),
+        ]
+        .into_iter()
+        .collect();
         let bytes = encode(&c);
         assert_eq!(decode(&bytes), Ok(c.clone()));
         assert_eq!(
@@ -97,5 +102,11 @@ mod tests {
         let mut huge = bytes;
         huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode(&huge).is_err());
+        // Entries in any order but the key order are refused: the record `a`, `a`.
+        let one = encode(&[(b"a".as_slice(), None::<&[u8]>)].into_iter().collect());
+        let mut twice = 2u64.to_le_bytes().to_vec();
+        twice.extend_from_slice(&one[8..]);
+        twice.extend_from_slice(&one[8..]);
+        assert_eq!(decode(&twice), Err("keys out of order or repeated"));
     }
 }

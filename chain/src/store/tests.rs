@@ -464,7 +464,7 @@ proptest! {
                 (0u8..64).prop_map(|k| vec![b'k', k]),
                 prop::option::weighted(0.7, prop::collection::vec(any::<u8>(), 0..12)),
                 0..32,
-            ),
+            ).prop_map(StateChanges::from),
             1..6,
         ),
         cache_bytes in prop_oneof![Just(0usize), Just(4096usize), Just(1usize << 20)],
