@@ -869,7 +869,7 @@ impl<K: KvStore> ChainStore<K> {
                 });
             }
             leaves.push((b, bucket.hash()));
-            buckets.push((b, Arc::new(bucket)));
+            buckets.push((b, bucket));
         }
         Ok(PreparedState {
             buckets,

@@ -15,6 +15,7 @@ use crate::hash::Hash;
 use crate::state::pool::BucketPool;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Smallest bucket count: a tree needs at least one pair of leaves.
 pub const MIN_BUCKETS: u64 = 2;
@@ -298,7 +299,7 @@ impl Bucket {
     pub fn set(&mut self, key_hash: Hash, key: &[u8], value: Option<&[u8]>) -> bool {
         match self.with_changes(&[(key_hash, key, value)], &mut BucketPool::default()) {
             Some(changed) => {
-                *self = changed;
+                *self = Arc::unwrap_or_clone(changed);
                 true
             }
             None => false,
@@ -310,12 +311,12 @@ impl Bucket {
     ///
     /// A first pass sizes the result (and finds out whether anything changes, allocating
     /// nothing if not); a second merges into the one exactly sized buffer, taken from `pool`
-    /// when it holds one of that length.
+    /// (with its `Arc`) when it holds one of that length.
     pub fn with_changes(
         &self,
         changes: &[EntryChange<'_>],
         pool: &mut BucketPool,
-    ) -> Option<Bucket> {
+    ) -> Option<Arc<Bucket>> {
         debug_assert!(changes
             .windows(2)
             .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)));
@@ -344,8 +345,9 @@ impl Bucket {
         if !changed {
             return None;
         }
-        let mut buf = pool.take(len * (PAIR_BYTES + ENDS_BYTES) + data_len);
-        let mut out = BucketWriter::new(&mut buf, len);
+        let mut bucket = pool.take(len * (PAIR_BYTES + ENDS_BYTES) + data_len);
+        let new = Arc::get_mut(&mut bucket).expect("the pool hands out unshared buckets");
+        let mut out = BucketWriter::new(&mut new.buf, len);
         let mut i = 0;
         let mut changes = changes.iter().peekable();
         loop {
@@ -386,12 +388,21 @@ impl Bucket {
             (len, data_len),
             "changes not sorted or not unique"
         );
-        Some(Bucket { len, buf })
+        new.len = len;
+        Some(bucket)
     }
 
-    /// The bucket's buffer, for [`BucketPool`] to reuse.
-    pub(super) fn into_buffer(self) -> Box<[u8]> {
-        self.buf
+    /// An empty bucket with a buffer of `len` bytes, for [`BucketPool`] to fill.
+    pub(super) fn with_buffer(len: usize) -> Bucket {
+        Bucket {
+            len: 0,
+            buf: vec![0; len].into_boxed_slice(),
+        }
+    }
+
+    /// Length of the buffer (the stored bytes, less their length prefixes).
+    pub(super) fn buffer_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// The bucket hash: SHA-256 over the sorted `(key_hash || value_hash)` pairs, or
@@ -1111,14 +1122,14 @@ mod tests {
             // A pooled buffer of the right length, full of another bucket's bytes: every one
             // must be overwritten.
             let mut pool = BucketPool::new(usize::MAX);
-            pool.recycle(std::sync::Arc::new(Bucket {
+            pool.recycle(Arc::new(Bucket {
                 len: 1,
                 buf: vec![0xa5; expected.size()].into_boxed_slice(),
             }));
             match bucket.with_changes(&changes, &mut pool) {
                 Some(merged) => {
                     prop_assert!(changed);
-                    prop_assert_eq!(merged, expected);
+                    prop_assert_eq!(&*merged, &expected);
                 }
                 None => prop_assert!(!changed),
             }

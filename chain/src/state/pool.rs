@@ -14,10 +14,12 @@ use super::commitment::Bucket;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Free bucket buffers by exact length, holding at most `max_bytes`.
+/// Free buckets by exact buffer length, holding at most `max_bytes`. A bucket is kept whole,
+/// `Arc` included: freeing and allocating the small `Arc` of each of a block's thousands of
+/// buckets cost as much again as their buffers.
 #[derive(Debug, Default)]
 pub struct BucketPool {
-    free: BTreeMap<usize, Vec<Box<[u8]>>>,
+    free: BTreeMap<usize, Vec<Arc<Bucket>>>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -33,26 +35,27 @@ impl BucketPool {
 
     /// Keeps the buffer of a bucket that was replaced, if nothing else holds the bucket and
     /// there is room.
-    pub fn recycle(&mut self, bucket: Arc<Bucket>) {
-        let Ok(bucket) = Arc::try_unwrap(bucket) else {
+    pub fn recycle(&mut self, mut bucket: Arc<Bucket>) {
+        let Some(unshared) = Arc::get_mut(&mut bucket) else {
             return;
         };
-        let buf = bucket.into_buffer();
-        if buf.is_empty() || self.bytes + buf.len() > self.max_bytes {
+        let len = unshared.buffer_len();
+        if len == 0 || self.bytes + len > self.max_bytes {
             return;
         }
-        self.bytes += buf.len();
-        self.free.entry(buf.len()).or_default().push(buf);
+        self.bytes += len;
+        self.free.entry(len).or_default().push(bucket);
     }
 
-    /// A buffer of exactly `len` bytes, with stale contents that the caller overwrites whole.
-    pub(super) fn take(&mut self, len: usize) -> Box<[u8]> {
+    /// An unshared bucket with a buffer of exactly `len` bytes, holding stale contents that
+    /// the caller overwrites whole.
+    pub(super) fn take(&mut self, len: usize) -> Arc<Bucket> {
         match self.free.get_mut(&len).and_then(Vec::pop) {
-            Some(buf) => {
+            Some(bucket) => {
                 self.bytes -= len;
-                buf
+                bucket
             }
-            None => vec![0u8; len].into_boxed_slice(),
+            None => Arc::new(Bucket::with_buffer(len)),
         }
     }
 
@@ -109,17 +112,17 @@ mod tests {
         pool.recycle(Arc::new(Bucket::default()));
         assert_eq!(pool.bytes(), 2 * len, "an empty bucket has no buffer");
 
-        assert_eq!(pool.take(len).len(), len);
+        assert_eq!(pool.take(len).buffer_len(), len);
         assert_eq!(pool.bytes(), len);
         assert_eq!(
-            pool.take(len + 1).len(),
+            pool.take(len + 1).buffer_len(),
             len + 1,
             "no buffer that long: a new one"
         );
         assert_eq!(pool.bytes(), len);
         pool.clear();
         assert_eq!(pool.bytes(), 0);
-        assert_eq!(pool.take(len).len(), len);
+        assert_eq!(pool.take(len).buffer_len(), len);
     }
 
     #[test]
