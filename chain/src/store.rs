@@ -848,7 +848,11 @@ impl<K: KvStore> ChainStore<K> {
             })
             .collect();
         // By bucket, then as each bucket orders its entries.
-        items.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        items.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| commitment::cmp_key_hash(&a.1 .0, &b.1 .0))
+                .then_with(|| a.2.cmp(b.2))
+        });
         let mut buckets = Vec::new();
         let mut leaves = Vec::new();
         let mut group_changes = Vec::new();

@@ -102,6 +102,19 @@ const ENDS_BYTES: usize = 8;
 /// where a scan reads consecutive lines the hardware prefetches.
 const LINEAR_SEARCH: usize = 32;
 
+/// The order of key hashes (their bytes' order), deciding on the first eight bytes as one
+/// integer: inside a bucket the leading bytes are shared and the next ones almost never tie, so
+/// this is one comparison where a byte-wise `memcmp` call was a tenth of executing a block.
+pub(crate) fn cmp_key_hash(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
+    let head = |h: &[u8; 32]| u64::from_be_bytes(h.as_chunks::<8>().0[0]);
+    head(a).cmp(&head(b)).then_with(|| a[8..].cmp(&b[8..]))
+}
+
+/// The order of bucket entries: by key hash, then (on a hash collision) by key.
+fn cmp_entry(a: (&[u8; 32], &[u8]), b: (&[u8; 32], &[u8])) -> std::cmp::Ordering {
+    cmp_key_hash(a.0, b.0).then_with(|| a.1.cmp(b.1))
+}
+
 /// A bucket's three arrays, borrowed from a [`Bucket`] or from stored bytes being decoded.
 #[derive(Clone, Copy)]
 struct Parts<'a> {
@@ -140,7 +153,8 @@ impl<'a> Parts<'a> {
 
     fn position(&self, key_hash: &Hash, key: &[u8]) -> Result<usize, usize> {
         // Compare keys only on a key-hash tie, i.e. for the entry itself.
-        let before = |p: &[u8; PAIR_BYTES]| p[..32] < key_hash.0[..];
+        let before =
+            |p: &[u8; PAIR_BYTES]| cmp_key_hash(&p.as_chunks::<32>().0[0], &key_hash.0).is_lt();
         let i = if self.len() <= LINEAR_SEARCH {
             self.pairs
                 .iter()
@@ -355,7 +369,7 @@ impl Bucket {
                 (false, None) => break,
                 (true, None) => std::cmp::Ordering::Less,
                 (false, Some(_)) => std::cmp::Ordering::Greater,
-                (true, Some((kh, k, _))) => (old.key_hash(i), old.key(i)).cmp(&(&kh.0, *k)),
+                (true, Some((kh, k, _))) => cmp_entry((old.key_hash(i), old.key(i)), (&kh.0, k)),
             };
             match order {
                 std::cmp::Ordering::Less => {
@@ -472,8 +486,10 @@ impl Bucket {
             return Err(BucketError::Layout("offsets do not cover the data exactly"));
         }
         for i in 1..n {
-            let ord =
-                (parts.key_hash(i - 1), parts.key(i - 1)).cmp(&(parts.key_hash(i), parts.key(i)));
+            let ord = cmp_entry(
+                (parts.key_hash(i - 1), parts.key(i - 1)),
+                (parts.key_hash(i), parts.key(i)),
+            );
             if ord != std::cmp::Ordering::Less {
                 return Err(BucketError::Unsorted { index: i });
             }
@@ -1091,6 +1107,13 @@ mod tests {
     }
 
     proptest! {
+        /// The fast order of key hashes is their bytes' order, also when they share a prefix.
+        #[test]
+        fn key_hash_order_is_byte_order(a: [u8; 32], mut b: [u8; 32], shared in 0usize..=32) {
+            b[..shared].copy_from_slice(&a[..shared]);
+            prop_assert_eq!(cmp_key_hash(&a, &b), a.cmp(&b));
+        }
+
         /// One merge pass gives exactly what one `set` per change gives.
         #[test]
         fn with_changes_equals_repeated_set(
