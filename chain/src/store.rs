@@ -277,54 +277,63 @@ impl Default for StoreConfig {
     }
 }
 
-/// A bucket whose committed content is newer than its stored copy: pinned in memory until
-/// written.
-struct DirtyBucket {
-    bucket: Arc<Bucket>,
-    /// Height of the first block that changed it since it was last written; the journal must
-    /// keep every record from there on.
-    since: u64,
-    size: usize,
-}
-
-/// Dirty buckets by bucket index: one slot per bucket, so the lookup every state read starts
-/// with is an array index (a hash map lookup here cost about 0.3 µs per read, in cache misses).
+/// Buckets whose committed content is newer than their stored copy, pinned in memory until
+/// written: one slot per bucket, so the lookup every state read starts with is an array index
+/// (a hash map lookup here cost about 0.3 µs per read, in cache misses). The slots hold only
+/// the buckets (16 bytes each), so the array a read indexes stays small enough to stay cached;
+/// the heights beside them are for commits.
 #[derive(Default)]
 struct DirtySet {
-    slots: Vec<Option<DirtyBucket>>,
+    buckets: Vec<Option<Bucket>>,
+    /// For a held bucket, the height of the first block that changed it since it was last
+    /// written: the journal must keep every record from there on.
+    since: Vec<u64>,
     len: usize,
 }
 
 impl DirtySet {
     fn new(num_buckets: u64) -> Self {
-        let mut slots = Vec::new();
-        slots.resize_with(num_buckets as usize, || None);
-        DirtySet { slots, len: 0 }
+        let n = num_buckets as usize;
+        DirtySet {
+            buckets: vec![None; n],
+            since: vec![0; n],
+            len: 0,
+        }
     }
 
-    fn get(&self, b: &u32) -> Option<&DirtyBucket> {
-        self.slots.get(*b as usize)?.as_ref()
+    fn get(&self, b: &u32) -> Option<&Bucket> {
+        self.buckets.get(*b as usize)?.as_ref()
     }
 
-    fn get_mut(&mut self, b: &u32) -> Option<&mut DirtyBucket> {
-        self.slots.get_mut(*b as usize)?.as_mut()
+    fn get_mut(&mut self, b: &u32) -> Option<&mut Bucket> {
+        self.buckets.get_mut(*b as usize)?.as_mut()
     }
 
-    /// `b` must be below the bucket count (every bucket index is: `BucketTree::bucket_of`).
-    fn insert(&mut self, b: u32, d: DirtyBucket) {
-        if let Some(slot) = self.slots.get_mut(b as usize) {
-            if slot.replace(d).is_none() {
+    /// Where the journal must start for held bucket `b`.
+    fn since(&self, b: &u32) -> Option<u64> {
+        self.get(b)?;
+        self.since.get(*b as usize).copied()
+    }
+
+    /// Holds `bucket` as `b`, first changed at `since`. `b` must be below the bucket count
+    /// (every bucket index is: `BucketTree::bucket_of`).
+    fn insert(&mut self, b: u32, bucket: Bucket, since: u64) {
+        if let (Some(slot), Some(h)) = (
+            self.buckets.get_mut(b as usize),
+            self.since.get_mut(b as usize),
+        ) {
+            if slot.replace(bucket).is_none() {
                 self.len += 1;
             }
+            *h = since;
         }
     }
 
-    fn remove(&mut self, b: &u32) -> Option<DirtyBucket> {
-        let d = self.slots.get_mut(*b as usize)?.take();
-        if d.is_some() {
-            self.len -= 1;
-        }
-        d
+    /// The held bucket `b` and its height, no longer held.
+    fn remove(&mut self, b: &u32) -> Option<(Bucket, u64)> {
+        let bucket = self.buckets.get_mut(*b as usize)?.take()?;
+        self.len -= 1;
+        Some((bucket, self.since.get(*b as usize).copied().unwrap_or(0)))
     }
 
     fn len(&self) -> usize {
@@ -376,7 +385,7 @@ struct WriteBackPlan {
 #[derive(Clone, Debug)]
 pub struct PreparedState {
     /// Sorted by bucket.
-    buckets: Vec<(u32, Arc<Bucket>)>,
+    buckets: Vec<(u32, Bucket)>,
     tree: TreeUpdate,
     /// The changes as a journal record.
     journal: Vec<u8>,
@@ -543,7 +552,7 @@ impl<K: KvStore> ChainStore<K> {
             }
             leaves[b as usize] = bucket.hash();
             if cache.has_room(bucket.approx_bytes() + 64) {
-                cache.insert(b, Arc::new(bucket));
+                cache.insert(b, bucket);
             }
         }
         drop(cache);
@@ -760,7 +769,7 @@ impl<K: KvStore> ChainStore<K> {
     /// for a journal record replayed on open alike. Until written, they live in the write-back
     /// set only: the cache's stale copies are dropped. The versions they replace are recycled
     /// for the next block, and the pool keeps no more than that (one block's).
-    fn mark_dirty(&mut self, height: u64, buckets: Vec<(u32, Arc<Bucket>)>) {
+    fn mark_dirty(&mut self, height: u64, buckets: Vec<(u32, Bucket)>) {
         let wb = &mut self.write_back;
         let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner());
         pool.clear();
@@ -773,22 +782,14 @@ impl<K: KvStore> ChainStore<K> {
         for (b, bucket) in buckets {
             let size = bucket.approx_bytes();
             match wb.dirty.get_mut(&b) {
-                Some(d) => {
-                    wb.bytes = wb.bytes - d.size + size;
-                    pool.recycle(std::mem::replace(&mut d.bucket, bucket));
-                    d.size = size;
+                Some(held) => {
+                    wb.bytes = wb.bytes - held.approx_bytes() + size;
+                    pool.recycle(std::mem::replace(held, bucket));
                 }
                 None => {
                     wb.bytes += size;
                     *wb.since.entry(height).or_default() += 1;
-                    wb.dirty.insert(
-                        b,
-                        DirtyBucket {
-                            bucket,
-                            since: height,
-                            size,
-                        },
-                    );
+                    wb.dirty.insert(b, bucket, height);
                 }
             }
         }
@@ -800,9 +801,9 @@ impl<K: KvStore> ChainStore<K> {
     }
 
     /// The committed bucket `b`, from memory or the store.
-    fn bucket(&self, b: u32) -> Result<Arc<Bucket>, StoreError> {
-        if let Some(d) = self.write_back.dirty.get(&b) {
-            return Ok(d.bucket.clone());
+    fn bucket(&self, b: u32) -> Result<Bucket, StoreError> {
+        if let Some(held) = self.write_back.dirty.get(&b) {
+            return Ok(held.clone());
         }
         if let Some(hit) = self.lock_cache().get(b) {
             return Ok(hit);
@@ -812,7 +813,6 @@ impl<K: KvStore> ChainStore<K> {
             None => Bucket::default(),
             Some(v) => Bucket::decode(v.as_ref()).map_err(|e| corrupt(&k, e))?,
         };
-        let bucket = Arc::new(bucket);
         self.lock_cache().insert(b, bucket.clone());
         Ok(bucket)
     }
@@ -1013,7 +1013,7 @@ impl<K: KvStore> ChainStore<K> {
         for (b, bucket) in &prepared.buckets {
             bytes += bucket.approx_bytes();
             match wb.dirty.get(b) {
-                Some(d) => bytes -= d.size,
+                Some(held) => bytes -= held.approx_bytes(),
                 None => fresh += 1,
             }
         }
@@ -1035,11 +1035,11 @@ impl<K: KvStore> ChainStore<K> {
             let held = wb.dirty.get(&b);
             let size = match (new(b), held) {
                 (Some(bucket), _) => bucket.approx_bytes(),
-                (None, Some(d)) => d.size,
+                (None, Some(held)) => held.approx_bytes(),
                 (None, None) => continue,
             };
-            match held {
-                Some(d) => *written_since.entry(d.since).or_default() += 1,
+            match wb.dirty.since(&b) {
+                Some(since) => *written_since.entry(since).or_default() += 1,
                 None => fresh_written += 1,
             }
             bytes -= size;
@@ -1091,7 +1091,7 @@ impl<K: KvStore> ChainStore<K> {
             let bucket = match prepared.buckets.binary_search_by_key(&b, |(pb, _)| *pb) {
                 Ok(i) => &prepared.buckets[i].1,
                 Err(_) => match self.write_back.dirty.get(&b) {
-                    Some(d) => &d.bucket,
+                    Some(held) => held,
                     None => continue,
                 },
             };
@@ -1145,15 +1145,15 @@ impl<K: KvStore> ChainStore<K> {
         let wb = &mut self.write_back;
         let cache = self.cache.get_mut().unwrap_or_else(|e| e.into_inner());
         for b in plan.written {
-            if let Some(d) = wb.dirty.remove(&b) {
-                if let Some(count) = wb.since.get_mut(&d.since) {
+            if let Some((bucket, since)) = wb.dirty.remove(&b) {
+                if let Some(count) = wb.since.get_mut(&since) {
                     *count -= 1;
                     if *count == 0 {
-                        wb.since.remove(&d.since);
+                        wb.since.remove(&since);
                     }
                 }
-                wb.bytes -= d.size;
-                cache.insert(b, d.bucket);
+                wb.bytes -= bucket.approx_bytes();
+                cache.insert(b, bucket);
             }
         }
         if plan.journal_from <= header.height {

@@ -78,19 +78,33 @@ pub struct Entry<'a> {
 /// The key breaks ties only in the (never observed) case of a SHA-256 collision, so that even
 /// then every node orders the bucket the same way.
 ///
-/// One allocation, laid out as the bucket is stored (less the length prefixes): the
-/// `(key hash, value hash)` pairs, then each entry's key end and value end in the data
-/// (u32 LE), then `key 0 || value 0 || key 1 || value 1 || …`. A block replaces thousands of
-/// buckets, and at 1M entries a bucket (~2 KiB) is past glibc's per-thread cache, so each
-/// allocation and free of one takes the allocator's slow path: with the pairs, offsets and data
-/// in separate arrays, malloc and free were about a fifth of an update (a profile), and one
-/// buffer instead took the update at 1M entries from 5.5 to 4.35 µs per entry. The value hash
-/// is kept beside the value so re-hashing a bucket is one SHA-256 over the contiguous pairs,
-/// not one per value.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One shared allocation, laid out as the bucket is stored (less the length prefixes) after
+/// an 8-byte entry count: the `(key hash, value hash)` pairs, then each entry's key end and
+/// value end in the data (u32 LE), then `key 0 || value 0 || key 1 || value 1 || …`.
+///
+/// - One allocation: a block replaces thousands of buckets, and at 1M entries a bucket
+///   (~2 KiB) is past glibc's per-thread cache, so each allocation and free takes the
+///   allocator's slow path. With the pairs, offsets and data in separate arrays, malloc and
+///   free were about a fifth of an update (a profile); one buffer took the update at 1M entries
+///   from 5.5 to 4.35 µs per entry.
+/// - Shared, as an `Arc<[u8]>`, so the reference count sits on the same cache line as the count
+///   and the first pairs: a read that finds the bucket in memory waits on one cache miss to
+///   reach its entries, not two (an `Arc<Bucket>` holding a buffer pointer was a miss for the
+///   `Arc`, then one for the buffer). Cloning a bucket shares it.
+/// - The value hash is kept beside the value so re-hashing a bucket is one SHA-256 over the
+///   contiguous pairs, not one per value.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bucket {
-    len: usize,
-    buf: Box<[u8]>,
+    buf: Arc<[u8]>,
+}
+
+/// The entry count before the arrays (u64 LE, so the pairs stay 8-byte aligned).
+const HEADER: usize = 8;
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket::with_room(0)
+    }
 }
 
 /// Bytes per entry of the pair array and of the offset array.
@@ -258,17 +272,32 @@ impl<'b> BucketWriter<'b> {
 }
 
 impl Bucket {
+    /// An empty bucket with `size` bytes of room after the header, all zero: to be
+    /// overwritten whole (see [`BucketPool`]).
+    pub(super) fn with_room(size: usize) -> Bucket {
+        // Collecting a sized iterator allocates the `Arc` once, at its final size.
+        Bucket {
+            buf: std::iter::repeat_n(0u8, HEADER + size).collect(),
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.len
+        u64::from_le_bytes(self.buf.as_chunks::<HEADER>().0[0]) as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// The arrays, after the header.
+    fn body(&self) -> &[u8] {
+        &self.buf[HEADER..]
     }
 
     fn parts(&self) -> Parts<'_> {
-        let (pairs, rest) = self.buf.split_at(self.len * PAIR_BYTES);
-        let (ends, data) = rest.split_at(self.len * ENDS_BYTES);
+        let len = self.len();
+        let (pairs, rest) = self.body().split_at(len * PAIR_BYTES);
+        let (ends, data) = rest.split_at(len * ENDS_BYTES);
         Parts {
             pairs: pairs.as_chunks().0,
             ends: ends.as_chunks().0,
@@ -293,12 +322,12 @@ impl Bucket {
     /// The `(key_hash, value_hash)` pairs, sorted: what the bucket hash and proofs cover.
     pub fn pairs(&self) -> impl ExactSizeIterator<Item = (Hash, Hash)> + '_ {
         let p = self.parts();
-        (0..self.len).map(move |i| (Hash(*p.key_hash(i)), Hash(*p.value_hash(i))))
+        (0..p.len()).map(move |i| (Hash(*p.key_hash(i)), Hash(*p.value_hash(i))))
     }
 
     /// Bytes of keys and values (what [`MAX_BUCKET_BYTES`] bounds, with the hashes).
     pub fn size(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - HEADER
     }
 
     /// The value of `key`, whose hash the caller has already computed (it also picked the
@@ -313,7 +342,7 @@ impl Bucket {
     pub fn set(&mut self, key_hash: Hash, key: &[u8], value: Option<&[u8]>) -> bool {
         match self.with_changes(&[(key_hash, key, value)], &mut BucketPool::default()) {
             Some(changed) => {
-                *self = Arc::unwrap_or_clone(changed);
+                *self = changed;
                 true
             }
             None => false,
@@ -330,7 +359,7 @@ impl Bucket {
         &self,
         changes: &[EntryChange<'_>],
         pool: &mut BucketPool,
-    ) -> Option<Arc<Bucket>> {
+    ) -> Option<Bucket> {
         debug_assert!(changes
             .windows(2)
             .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)));
@@ -360,8 +389,12 @@ impl Bucket {
             return None;
         }
         let mut bucket = pool.take(len * (PAIR_BYTES + ENDS_BYTES) + data_len);
-        let new = Arc::get_mut(&mut bucket).expect("the pool hands out unshared buckets");
-        let mut out = BucketWriter::new(&mut new.buf, len);
+        let buf = bucket
+            .buffer_mut()
+            .expect("the pool hands out unshared buckets");
+        let (header, body) = buf.split_at_mut(HEADER);
+        header.copy_from_slice(&(len as u64).to_le_bytes());
+        let mut out = BucketWriter::new(body, len);
         let mut i = 0;
         let mut changes = changes.iter().peekable();
         loop {
@@ -402,35 +435,27 @@ impl Bucket {
             (len, data_len),
             "changes not sorted or not unique"
         );
-        new.len = len;
         Some(bucket)
     }
 
-    /// An empty bucket with a buffer of `len` bytes, for [`BucketPool`] to fill.
-    pub(super) fn with_buffer(len: usize) -> Bucket {
-        Bucket {
-            len: 0,
-            buf: vec![0; len].into_boxed_slice(),
-        }
-    }
-
-    /// Length of the buffer (the stored bytes, less their length prefixes).
-    pub(super) fn buffer_len(&self) -> usize {
-        self.buf.len()
+    /// The whole buffer, header included, if no one else shares this bucket.
+    pub(super) fn buffer_mut(&mut self) -> Option<&mut [u8]> {
+        Arc::get_mut(&mut self.buf)
     }
 
     /// The bucket hash: SHA-256 over the sorted `(key_hash || value_hash)` pairs, or
     /// [`Hash::ZERO`] for an empty bucket.
     pub fn hash(&self) -> Hash {
-        match self.len {
+        match self.len() {
             0 => Hash::ZERO,
-            n => Hash::of(&self.buf[..n * PAIR_BYTES]),
+            n => Hash::of(&self.body()[..n * PAIR_BYTES]),
         }
     }
 
-    /// Rough heap footprint, for bounding caches of decoded buckets.
+    /// Rough heap footprint, for bounding caches of decoded buckets: the buffer, the `Arc`'s
+    /// two counts and the allocator's header.
     pub fn approx_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.buf.len() + 16 // allocator header
+        std::mem::size_of::<Self>() + self.buf.len() + 16 + 16
     }
 
     /// The bytes stored for this bucket. Only this node reads them back; what other nodes see
@@ -439,7 +464,7 @@ impl Bucket {
         // The codec's layout of a struct of three byte strings (u64 LE length, then the bytes),
         // written by hand into one exactly sized buffer; a test pins it to the codec's output.
         let p = self.parts();
-        let mut out = Vec::with_capacity(24 + self.buf.len());
+        let mut out = Vec::with_capacity(24 + self.size());
         for part in [p.pairs.as_flattened(), p.ends.as_flattened(), p.data] {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
             out.extend_from_slice(part);
@@ -494,14 +519,15 @@ impl Bucket {
                 return Err(BucketError::Unsorted { index: i });
             }
         }
-        let mut buf = Vec::with_capacity(pairs.len() + ends.len() + data.len());
-        buf.extend_from_slice(pairs);
-        buf.extend_from_slice(ends);
-        buf.extend_from_slice(data);
-        Ok(Bucket {
-            len: n,
-            buf: buf.into_boxed_slice(),
-        })
+        let mut bucket = Bucket::with_room(pairs.len() + ends.len() + data.len());
+        let buf = bucket.buffer_mut().expect("a new bucket is unshared");
+        buf[..HEADER].copy_from_slice(&(n as u64).to_le_bytes());
+        let mut at = HEADER;
+        for part in [pairs, ends, data] {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        Ok(bucket)
     }
 
     /// Checks every stored hash against the key or value it claims to hash, and that every
@@ -743,6 +769,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde::{Deserialize, Serialize};
+
+    /// A copy of `b` with its arrays edited by `f` (entry count unchanged).
+    fn edited(b: &Bucket, f: impl FnOnce(&mut [u8])) -> Bucket {
+        let mut buf = b.buf.to_vec();
+        f(&mut buf[HEADER..]);
+        Bucket { buf: buf.into() }
+    }
 
     /// A byte string that bincode writes as one length-prefixed copy rather than byte by byte.
     struct Blob(Vec<u8>);
@@ -986,17 +1019,17 @@ mod tests {
             Err(BucketError::StoredEmpty)
         );
         let n = b.len();
-        let mut swapped = b.clone();
-        swapped.buf[..2 * PAIR_BYTES].rotate_left(PAIR_BYTES);
+        let swapped = edited(&b, |body| body[..2 * PAIR_BYTES].rotate_left(PAIR_BYTES));
         assert!(matches!(
             Bucket::decode(&swapped.encode()),
             Err(BucketError::Unsorted { .. })
         ));
         for (i, bad) in [(1usize, 0u32), (2, u32::MAX)] {
-            let mut broken = b.clone();
             let at = n * PAIR_BYTES + i * ENDS_BYTES;
-            broken.buf[at..at + 4].copy_from_slice(&bad.to_le_bytes());
-            broken.buf[at + 4..at + 8].copy_from_slice(&bad.to_le_bytes());
+            let broken = edited(&b, |body| {
+                body[at..at + 4].copy_from_slice(&bad.to_le_bytes());
+                body[at + 4..at + 8].copy_from_slice(&bad.to_le_bytes());
+            });
             assert!(matches!(
                 Bucket::decode(&broken.encode()),
                 Err(BucketError::Layout(_))
@@ -1004,10 +1037,7 @@ mod tests {
         }
         let mut longer = b.buf.to_vec();
         longer.push(0);
-        let short = Bucket {
-            len: n,
-            buf: longer.into_boxed_slice(),
-        };
+        let short = Bucket { buf: longer.into() };
         assert!(matches!(
             Bucket::decode(&short.encode()),
             Err(BucketError::Layout(_))
@@ -1031,16 +1061,16 @@ mod tests {
             zero.verify(1, 1),
             Err(BucketError::Misplaced { .. })
         ));
-        let mut bad_value = zero.clone();
-        let last = bad_value.buf.len() - 1;
-        bad_value.buf[last] = b'w';
+        let bad_value = edited(&zero, |body| {
+            let last = body.len() - 1;
+            body[last] = b'w';
+        });
         let n = bad_value.len();
         assert_eq!(
             bad_value.verify(0, 1),
             Err(BucketError::ValueHash { index: n - 1 })
         );
-        let mut bad_key = zero.clone();
-        bad_key.buf[n * (PAIR_BYTES + ENDS_BYTES)] ^= 1;
+        let bad_key = edited(&zero, |body| body[n * (PAIR_BYTES + ENDS_BYTES)] ^= 1);
         assert_eq!(bad_key.verify(0, 1), Err(BucketError::KeyHash { index: 0 }));
     }
 
@@ -1145,14 +1175,13 @@ mod tests {
             // A pooled buffer of the right length, full of another bucket's bytes: every one
             // must be overwritten.
             let mut pool = BucketPool::new(usize::MAX);
-            pool.recycle(Arc::new(Bucket {
-                len: 1,
-                buf: vec![0xa5; expected.size()].into_boxed_slice(),
-            }));
+            pool.recycle(Bucket {
+                buf: vec![0xa5; HEADER + expected.size()].into(),
+            });
             match bucket.with_changes(&changes, &mut pool) {
                 Some(merged) => {
                     prop_assert!(changed);
-                    prop_assert_eq!(&*merged, &expected);
+                    prop_assert_eq!(merged, expected);
                 }
                 None => prop_assert!(!changed),
             }

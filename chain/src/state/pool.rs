@@ -12,14 +12,11 @@
 
 use super::commitment::Bucket;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// Free buckets by exact buffer length, holding at most `max_bytes`. A bucket is kept whole,
-/// `Arc` included: freeing and allocating the small `Arc` of each of a block's thousands of
-/// buckets cost as much again as their buffers.
+/// Free buckets by exact size, holding at most `max_bytes`.
 #[derive(Debug, Default)]
 pub struct BucketPool {
-    free: BTreeMap<usize, Vec<Arc<Bucket>>>,
+    free: BTreeMap<usize, Vec<Bucket>>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -35,27 +32,24 @@ impl BucketPool {
 
     /// Keeps the buffer of a bucket that was replaced, if nothing else holds the bucket and
     /// there is room.
-    pub fn recycle(&mut self, mut bucket: Arc<Bucket>) {
-        let Some(unshared) = Arc::get_mut(&mut bucket) else {
-            return;
-        };
-        let len = unshared.buffer_len();
-        if len == 0 || self.bytes + len > self.max_bytes {
+    pub fn recycle(&mut self, mut bucket: Bucket) {
+        let size = bucket.size();
+        if size == 0 || self.bytes + size > self.max_bytes || bucket.buffer_mut().is_none() {
             return;
         }
-        self.bytes += len;
-        self.free.entry(len).or_default().push(bucket);
+        self.bytes += size;
+        self.free.entry(size).or_default().push(bucket);
     }
 
-    /// An unshared bucket with a buffer of exactly `len` bytes, holding stale contents that
-    /// the caller overwrites whole.
-    pub(super) fn take(&mut self, len: usize) -> Arc<Bucket> {
-        match self.free.get_mut(&len).and_then(Vec::pop) {
+    /// An unshared bucket with room for exactly `size` bytes, holding stale contents that the
+    /// caller overwrites whole (its entry count included).
+    pub(super) fn take(&mut self, size: usize) -> Bucket {
+        match self.free.get_mut(&size).and_then(Vec::pop) {
             Some(bucket) => {
-                self.bytes -= len;
+                self.bytes -= size;
                 bucket
             }
-            None => Arc::new(Bucket::with_buffer(len)),
+            None => Bucket::with_room(size),
         }
     }
 
@@ -95,34 +89,33 @@ mod tests {
         let len = one.size();
         let mut pool = BucketPool::new(2 * len);
 
-        let shared = Arc::new(one.clone());
-        let reader = shared.clone();
-        pool.recycle(shared);
+        // A clone shares the bucket.
+        pool.recycle(one.clone());
         assert_eq!(
             pool.bytes(),
             0,
             "a bucket someone still reads is not reused"
         );
-        drop(reader);
+        pool.recycle(one);
 
-        for _ in 0..3 {
-            pool.recycle(Arc::new(one.clone()));
+        for _ in 0..2 {
+            pool.recycle(bucket(&[b"a"]));
         }
         assert_eq!(pool.bytes(), 2 * len, "the third is over the bound");
-        pool.recycle(Arc::new(Bucket::default()));
+        pool.recycle(Bucket::default());
         assert_eq!(pool.bytes(), 2 * len, "an empty bucket has no buffer");
 
-        assert_eq!(pool.take(len).buffer_len(), len);
+        assert_eq!(pool.take(len).size(), len);
         assert_eq!(pool.bytes(), len);
         assert_eq!(
-            pool.take(len + 1).buffer_len(),
+            pool.take(len + 1).size(),
             len + 1,
             "no buffer that long: a new one"
         );
         assert_eq!(pool.bytes(), len);
         pool.clear();
         assert_eq!(pool.bytes(), 0);
-        assert_eq!(pool.take(len).buffer_len(), len);
+        assert_eq!(pool.take(len).size(), len);
     }
 
     #[test]
@@ -134,7 +127,7 @@ mod tests {
             .with_changes(&changes, &mut BucketPool::default())
             .expect("changed");
         let mut pool = BucketPool::new(usize::MAX);
-        pool.recycle(Arc::new(bucket(&[b"x", b"y", b"z"])));
+        pool.recycle(bucket(&[b"x", b"y", b"z"]));
         assert_eq!(pool.bytes(), fresh.size(), "same entry sizes, same length");
         let reused = base.with_changes(&changes, &mut pool).expect("changed");
         assert_eq!(pool.bytes(), 0, "the pooled buffer was taken");

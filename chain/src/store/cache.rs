@@ -2,7 +2,7 @@
 //!
 //! Execution reads a key, then `prepare` rewrites the bucket holding it: without a cache every
 //! touched bucket is fetched from sled and decoded twice per block, and hot accounts on every
-//! block. Buckets are shared as `Arc`s so a hit costs no copy. Known-empty buckets are cached
+//! block. Buckets are shared (a clone is a reference count), so a hit costs no copy. Known-empty buckets are cached
 //! too, so reads of absent keys skip the store as well.
 //!
 //! Eviction is CLOCK (second chance): cheap, and close enough to LRU for this access pattern.
@@ -11,10 +11,9 @@
 
 use crate::state::commitment::Bucket;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 struct Slot {
-    bucket: Arc<Bucket>,
+    bucket: Bucket,
     size: usize,
     referenced: bool,
     /// Which insertion this slot is: CLOCK entries of removed slots are skipped.
@@ -42,14 +41,14 @@ impl BucketCache {
         }
     }
 
-    pub(crate) fn get(&mut self, b: u32) -> Option<Arc<Bucket>> {
+    pub(crate) fn get(&mut self, b: u32) -> Option<Bucket> {
         let slot = self.slots.get_mut(&b)?;
         slot.referenced = true;
         Some(slot.bucket.clone())
     }
 
     /// Caches `bucket` as the committed content of `b`, evicting others if over budget.
-    pub(crate) fn insert(&mut self, b: u32, bucket: Arc<Bucket>) {
+    pub(crate) fn insert(&mut self, b: u32, bucket: Bucket) {
         if self.budget == 0 {
             return;
         }
@@ -81,7 +80,7 @@ impl BucketCache {
 
     /// Drops `b` (its committed content now lives elsewhere, e.g. held for write-back) and
     /// returns what was cached.
-    pub(crate) fn remove(&mut self, b: u32) -> Option<Arc<Bucket>> {
+    pub(crate) fn remove(&mut self, b: u32) -> Option<Bucket> {
         let slot = self.slots.remove(&b)?;
         self.bytes -= slot.size;
         if self.clock.len() > 2 * self.slots.len() + 1024 {
@@ -129,13 +128,13 @@ mod tests {
     use super::*;
     use crate::hash::Hash;
 
-    fn bucket(n: usize) -> Arc<Bucket> {
+    fn bucket(n: usize) -> Bucket {
         let mut b = Bucket::default();
         for i in 0..n {
             let k = format!("k{i}").into_bytes();
             b.set(Hash::of(&k), &k, Some(&[0u8; 100]));
         }
-        Arc::new(b)
+        b
     }
 
     #[test]
