@@ -353,8 +353,8 @@ impl Bucket {
     /// sorted by `(key hash, key)`, each key once), or `None` if none of them changes it.
     ///
     /// A first pass sizes the result (and finds out whether anything changes, allocating
-    /// nothing if not); a second merges into the one exactly sized buffer, taken from `pool`
-    /// (with its `Arc`) when it holds one of that length.
+    /// nothing if not); a second merges into one bucket of exactly that size, taken from
+    /// `pool` when it holds one.
     pub fn with_changes(
         &self,
         changes: &[EntryChange<'_>],

@@ -30,8 +30,7 @@ impl BucketPool {
         }
     }
 
-    /// Keeps the buffer of a bucket that was replaced, if nothing else holds the bucket and
-    /// there is room.
+    /// Keeps a bucket that was replaced, if nothing else shares it and there is room.
     pub fn recycle(&mut self, mut bucket: Bucket) {
         let size = bucket.size();
         if size == 0 || self.bytes + size > self.max_bytes || bucket.buffer_mut().is_none() {

@@ -2,8 +2,8 @@
 //!
 //! Execution reads a key, then `prepare` rewrites the bucket holding it: without a cache every
 //! touched bucket is fetched from sled and decoded twice per block, and hot accounts on every
-//! block. Buckets are shared (a clone is a reference count), so a hit costs no copy. Known-empty buckets are cached
-//! too, so reads of absent keys skip the store as well.
+//! block. Buckets are shared (a clone is a reference count), so a hit costs no copy.
+//! Known-empty buckets are cached too, so reads of absent keys skip the store as well.
 //!
 //! Eviction is CLOCK (second chance): cheap, and close enough to LRU for this access pattern.
 //! Only lookups go through the `HashMap`; nothing iterates it, so its order cannot leak into
