@@ -166,17 +166,21 @@ impl<'a> Parts<'a> {
     }
 
     fn position(&self, key_hash: &Hash, key: &[u8]) -> Result<usize, usize> {
+        self.position_from(0, key_hash, key)
+    }
+
+    /// [`Parts::position`] for a key known to sort at or after entry `from`.
+    fn position_from(&self, from: usize, key_hash: &Hash, key: &[u8]) -> Result<usize, usize> {
         // Compare keys only on a key-hash tie, i.e. for the entry itself.
         let before =
             |p: &[u8; PAIR_BYTES]| cmp_key_hash(&p.as_chunks::<32>().0[0], &key_hash.0).is_lt();
-        let i = if self.len() <= LINEAR_SEARCH {
-            self.pairs
-                .iter()
-                .position(|p| !before(p))
-                .unwrap_or(self.len())
-        } else {
-            self.pairs.partition_point(before)
-        };
+        let rest = &self.pairs[from.min(self.len())..];
+        let i = from
+            + if rest.len() <= LINEAR_SEARCH {
+                rest.iter().position(|p| !before(p)).unwrap_or(rest.len())
+            } else {
+                rest.partition_point(before)
+            };
         let mut j = i;
         while j < self.len() && self.key_hash(j) == &key_hash.0 {
             match self.key(j).cmp(key) {
@@ -268,6 +272,27 @@ impl<'b> BucketWriter<'b> {
         self.at += value.len();
         ends[4..].copy_from_slice(&(self.at as u32).to_le_bytes());
         self.n += 1;
+    }
+
+    /// Copies entries `from..to` of `old` unchanged: pairs and data as they are, offsets
+    /// moved by where the data now starts.
+    fn copy_run(&mut self, old: &Parts<'_>, from: usize, to: usize) {
+        if from >= to {
+            return;
+        }
+        let count = to - from;
+        self.pairs[self.n * PAIR_BYTES..][..count * PAIR_BYTES]
+            .copy_from_slice(old.pairs[from..to].as_flattened());
+        let start = if from == 0 { 0 } else { old.end(2 * from - 1) };
+        let end = old.end(2 * to - 1);
+        self.data[self.at..][..end - start].copy_from_slice(&old.data[start..end]);
+        let ends = &mut self.ends[self.n * ENDS_BYTES..][..count * ENDS_BYTES];
+        for (new, old_end) in ends.chunks_exact_mut(4).zip(&old.ends[2 * from..2 * to]) {
+            let moved = u32::from_le_bytes(*old_end) as usize - start + self.at;
+            new.copy_from_slice(&(moved as u32).to_le_bytes());
+        }
+        self.n += count;
+        self.at += end - start;
     }
 }
 
@@ -395,39 +420,27 @@ impl Bucket {
         let (header, body) = buf.split_at_mut(HEADER);
         header.copy_from_slice(&(len as u64).to_le_bytes());
         let mut out = BucketWriter::new(body, len);
+        // The unchanged entries between two changes are copied as one run: most of a bucket,
+        // as a block changes one or two entries of each it touches.
         let mut i = 0;
-        let mut changes = changes.iter().peekable();
-        loop {
-            let order = match (i < old.len(), changes.peek()) {
-                (false, None) => break,
-                (true, None) => std::cmp::Ordering::Less,
-                (false, Some(_)) => std::cmp::Ordering::Greater,
-                (true, Some((kh, k, _))) => cmp_entry((old.key_hash(i), old.key(i)), (&kh.0, k)),
-            };
-            match order {
-                std::cmp::Ordering::Less => {
-                    out.push(old.key_hash(i), old.value_hash(i), old.key(i), old.value(i));
-                    i += 1;
+        for (kh, k, v) in changes {
+            let at = old.position_from(i, kh, k);
+            let (Ok(p) | Err(p)) = at;
+            out.copy_run(&old, i, p);
+            i = p;
+            match (at, v) {
+                (Ok(_), Some(v)) if *v == old.value(i) => out.copy_run(&old, i, i + 1),
+                (Ok(_), Some(v)) => out.push(old.key_hash(i), &Hash::of(v).0, k, v),
+                (Ok(_), None) => {}
+                (Err(_), Some(v)) => {
+                    out.push(&kh.0, &Hash::of(v).0, k, v);
+                    continue;
                 }
-                std::cmp::Ordering::Greater => {
-                    if let Some((kh, k, Some(v))) = changes.next() {
-                        out.push(&kh.0, &Hash::of(v).0, k, v);
-                    }
-                }
-                std::cmp::Ordering::Equal => {
-                    if let Some((_, k, new)) = changes.next() {
-                        match new {
-                            Some(v) if *v == old.value(i) => {
-                                out.push(old.key_hash(i), old.value_hash(i), k, v);
-                            }
-                            Some(v) => out.push(old.key_hash(i), &Hash::of(v).0, k, v),
-                            None => {}
-                        }
-                    }
-                    i += 1;
-                }
+                (Err(_), None) => continue,
             }
+            i += 1;
         }
+        out.copy_run(&old, i, old.len());
         // Every byte is written (a pooled buffer holds another bucket's bytes): the sizing
         // pass and the merge agree whenever `changes` are sorted and unique, as required.
         assert_eq!(
