@@ -390,8 +390,14 @@ impl Bucket {
             .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)));
         let old = self.parts();
         let (mut len, mut data_len, mut changed) = (old.len(), old.data.len(), false);
+        let mut from = 0;
         for (kh, k, v) in changes {
-            match (old.position(kh, k), v) {
+            let at = old.position_from(from, kh, k);
+            from = match at {
+                Ok(i) => i + 1,
+                Err(i) => i,
+            };
+            match (at, v) {
                 (Ok(i), Some(v)) if *v == old.value(i) => {}
                 (Ok(i), Some(v)) => {
                     data_len = data_len + v.len() - old.value(i).len();
