@@ -365,7 +365,7 @@ impl<R: StateReader> Executor<R> {
         if sigs == Sigs::Check {
             verify_tx_signatures(tx)?;
         }
-        let sender = t.sender();
+        let sender = tx.sender;
         let mut acct = self.ledger.account(&sender)?;
         let expected = acct.nonce.checked_add(1).ok_or(TxError::Overflow)?;
         if t.nonce != expected {

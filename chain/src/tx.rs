@@ -157,6 +157,8 @@ pub struct HashedTx {
     pub tx: Tx,
     pub hash: Hash,
     pub len: usize,
+    /// `tx.sender()`, derived once (a SHA-256): admission and execution each need it.
+    pub sender: Address,
 }
 
 /// Which of a tx's signatures: errors name it.
@@ -231,7 +233,13 @@ impl HashedTx {
     pub fn new(tx: Tx) -> HashedTx {
         let hash = tx.hash();
         let len = tx.encoded_len();
-        HashedTx { tx, hash, len }
+        let sender = tx.sender();
+        HashedTx {
+            tx,
+            hash,
+            len,
+            sender,
+        }
     }
 }
 

@@ -374,7 +374,7 @@ impl Mempool {
         params: &Params,
     ) -> Result<Admitted, MempoolError> {
         self.check_stateless(&tx, params)?;
-        let sender = tx.tx.sender();
+        let sender = tx.sender;
         let account = state::account(state, &sender)?;
         check_claim(&tx, state)?;
         self.prune_stale(&sender, account.nonce);
@@ -412,7 +412,7 @@ impl Mempool {
                 if !seen.insert((tx.hash, tx.tx.sig)) {
                     return Err(MempoolError::Duplicate);
                 }
-                let sender = tx.tx.sender();
+                let sender = tx.sender;
                 let account = match accounts.get(&sender) {
                     Some(a) => *a,
                     None => {
