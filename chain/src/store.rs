@@ -309,10 +309,9 @@ impl DirtySet {
         self.buckets.get_mut(*b as usize)?.as_mut()
     }
 
-    /// Where the journal must start for held bucket `b`.
-    fn since(&self, b: &u32) -> Option<u64> {
-        self.get(b)?;
-        self.since.get(*b as usize).copied()
+    /// Held bucket `b` and where the journal must start for it.
+    fn held(&self, b: &u32) -> Option<(&Bucket, u64)> {
+        Some((self.get(b)?, *self.since.get(*b as usize)?))
     }
 
     /// Holds `bucket` as `b`, first changed at `since`. `b` must be below the bucket count
@@ -363,7 +362,7 @@ struct WriteBack {
 const JOURNAL_CHUNK: usize = 4096;
 /// Committed blocks kept decoded (see `ChainStore::recent`): a few blocks' time of polling.
 const RECENT_BLOCKS: usize = 4;
-/// Most bytes of replaced buckets' buffers kept for the next block (see [`BucketPool`]): at 1M
+/// Most bytes of replaced buckets kept for the next block (see [`BucketPool`]): at 1M
 /// entries a 10,000-transfer block replaces ~30 MB of buckets. Memory glibc would hold in its
 /// free lists anyway, until the next block's buckets took it.
 const POOL_BYTES: usize = 32 << 20;
@@ -434,7 +433,7 @@ pub struct ChainStore<K: KvStore> {
     recent: VecDeque<(Arc<Block>, CommitCertificate)>,
     genesis_hash: Hash,
     cache: Mutex<BucketCache>,
-    /// Buffers of the buckets the last block replaced, for `prepare` to reuse.
+    /// The buckets the last block replaced, for `prepare` to reuse.
     pool: Mutex<BucketPool>,
     write_back: WriteBack,
     write_back_bytes: usize,
@@ -1032,14 +1031,14 @@ impl<K: KvStore> ChainStore<K> {
         while swept < n && (swept < step || bytes > budget) {
             let b = ((start + swept) % n) as u32;
             swept += 1;
-            let held = wb.dirty.get(&b);
+            let held = wb.dirty.held(&b);
             let size = match (new(b), held) {
                 (Some(bucket), _) => bucket.approx_bytes(),
-                (None, Some(held)) => held.approx_bytes(),
+                (None, Some((held, _))) => held.approx_bytes(),
                 (None, None) => continue,
             };
-            match wb.dirty.since(&b) {
-                Some(since) => *written_since.entry(since).or_default() += 1,
+            match held {
+                Some((_, since)) => *written_since.entry(since).or_default() += 1,
                 None => fresh_written += 1,
             }
             bytes -= size;

@@ -362,9 +362,10 @@ impl Bucket {
         p.position(key_hash, key).ok().map(|i| p.value(i))
     }
 
-    /// Sets (`Some`) or deletes (`None`) `key`. Returns whether the bucket changed, so callers
-    /// can skip re-hashing and re-writing buckets that a block rewrote to the same values.
-    pub fn set(&mut self, key_hash: Hash, key: &[u8], value: Option<&[u8]>) -> bool {
+    /// Sets (`Some`) or deletes (`None`) `key`; returns whether the bucket changed. For tests:
+    /// the store changes a bucket once per block, with all its changes ([`Bucket::with_changes`]).
+    #[cfg(test)]
+    pub(crate) fn set(&mut self, key_hash: Hash, key: &[u8], value: Option<&[u8]>) -> bool {
         match self.with_changes(&[(key_hash, key, value)], &mut BucketPool::default()) {
             Some(changed) => {
                 *self = changed;
@@ -427,7 +428,9 @@ impl Bucket {
         header.copy_from_slice(&(len as u64).to_le_bytes());
         let mut out = BucketWriter::new(body, len);
         // The unchanged entries between two changes are copied as one run: most of a bucket,
-        // as a block changes one or two entries of each it touches.
+        // as a block changes one or two entries of each it touches. Each position is found
+        // again, from the last, over the entries its run copies anyway: keeping the sizing
+        // pass's positions would take a buffer per bucket.
         let mut i = 0;
         for (kh, k, v) in changes {
             let at = old.position_from(i, kh, k);

@@ -1,4 +1,4 @@
-//! Buffers of replaced buckets, kept for the next block's buckets to reuse.
+//! Replaced buckets, kept whole for the next block's buckets to reuse.
 //!
 //! A block replaces thousands of buckets, each one allocation of ~2 KiB at 1M entries: past
 //! glibc's per-thread cache, so every free and every allocation of one takes the allocator's
