@@ -449,18 +449,55 @@ fn parse_keys_show(text: &str) -> Result<(String, String)> {
 }
 
 /// `count` distinct free loopback TCP ports. All listeners are held until every port is known,
-/// so the kernel cannot hand out one port twice; they are free again when this returns (a
-/// small race with other programs remains, which a failed start then reports).
+/// so no port is handed out twice; they are free again when this returns (a small race with
+/// other programs remains, which a failed start then reports).
+///
+/// The ports lie below the kernel's ephemeral range, from a random start: a port there is never
+/// the source port of an outgoing connection. A port the kernel picks for `bind(0)` is in that
+/// range, so while a member was stopped, any program's outgoing connection could take its
+/// recorded port and the member could not come back on it.
 pub fn free_ports(count: usize) -> Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()
-        .context("finding free ports on 127.0.0.1")?;
+    let (lo, hi) = (FIRST_PORT, ephemeral_start());
+    let span = u32::from(hi.saturating_sub(lo));
+    let listeners = if span < 4 * count as u32 {
+        // No room below the ephemeral range on this machine: the kernel's own picks.
+        (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<io::Result<Vec<_>>>()
+            .context("finding free ports on 127.0.0.1")?
+    } else {
+        let start = (std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), count)
+            % u64::from(span)) as u32;
+        let listeners: Vec<_> = (0..span)
+            .map(|i| lo + ((start + i) % span) as u16)
+            .filter_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+            .take(count)
+            .collect();
+        if listeners.len() < count {
+            bail!(
+                "found only {} of {count} free ports on 127.0.0.1 between {lo} and {hi}",
+                listeners.len()
+            );
+        }
+        listeners
+    };
     listeners
         .iter()
         .map(|l| Ok(l.local_addr()?.port()))
         .collect::<io::Result<Vec<u16>>>()
         .context("finding free ports on 127.0.0.1")
+}
+
+/// Lowest port [`free_ports`] hands out: above the registered services most machines run.
+const FIRST_PORT: u16 = 20_000;
+
+/// First port of the kernel's ephemeral range (Linux's `ip_local_port_range`; 32768, its
+/// default and below other systems' ranges, where it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// The children this `up` (or `start`) started. Unless disarmed, dropping it stops them all,
@@ -938,9 +975,14 @@ mod tests {
     }
 
     #[test]
-    fn free_ports_are_distinct() {
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
         let ports = free_ports(16).expect("ports");
         let set: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(set.len(), 16);
+        let hi = ephemeral_start();
+        assert!(
+            ports.iter().all(|p| (FIRST_PORT..hi).contains(p)),
+            "{ports:?} not in {FIRST_PORT}..{hi}"
+        );
     }
 }
