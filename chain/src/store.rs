@@ -138,17 +138,25 @@ mod key {
     pub fn bucket(b: u32) -> [u8; 6] {
         with(b"s/", &b.to_be_bytes())
     }
-    pub fn block(height: u64) -> [u8; 10] {
+    /// Piece `chunk` of block `height` (see [`super::VALUE_CHUNK`]).
+    pub fn block(height: u64, chunk: u32) -> [u8; 14] {
+        with(b"b/", &height_chunk(height, chunk))
+    }
+    /// What every piece of block `height` starts with.
+    pub fn block_pieces(height: u64) -> [u8; 10] {
         with(b"b/", &height.to_be_bytes())
     }
     pub fn cert(height: u64) -> [u8; 10] {
         with(b"c/", &height.to_be_bytes())
     }
-    pub fn journal(height: u64, chunk: u32) -> [u8; 14] {
+    fn height_chunk(height: u64, chunk: u32) -> [u8; 12] {
         let mut rest = [0u8; 12];
         rest[..8].copy_from_slice(&height.to_be_bytes());
         rest[8..].copy_from_slice(&chunk.to_be_bytes());
-        with(b"j/", &rest)
+        rest
+    }
+    pub fn journal(height: u64, chunk: u32) -> [u8; 14] {
+        with(b"j/", &height_chunk(height, chunk))
     }
     /// Height and chunk of a `j/` key, if well formed.
     pub fn parse_journal(k: &[u8]) -> Option<(u64, u32)> {
@@ -196,8 +204,8 @@ mod key {
                         u16::from_be_bytes(rest[..2].try_into().unwrap_or_default()),
                         u32::from_be_bytes(rest[2..].try_into().unwrap_or_default())
                     ),
-                    ('j', 12) => format!(
-                        "j/{}/{}",
+                    ('b' | 'j', 12) => format!(
+                        "{prefix}/{}/{}",
                         u64::from_be_bytes(rest[..8].try_into().unwrap_or_default()),
                         u32::from_be_bytes(rest[8..].try_into().unwrap_or_default())
                     ),
@@ -356,10 +364,17 @@ struct WriteBack {
     journal_chunks: BTreeMap<u64, u32>,
 }
 
-/// Size of the pieces a journal record is stored in. sled keeps up to 16 entries in a leaf
-/// and rewrites a leaf whole, in a separate file once it exceeds 128 KiB: whole records
-/// (≈ 0.6 MB for 10,000 changes) side by side made every journal write rewrite megabytes.
-const JOURNAL_CHUNK: usize = 4096;
+/// Size of the pieces a block or a journal record is stored in.
+///
+/// sled 0.34.7 keeps up to 16 entries in a leaf and rewrites a leaf whole. A log message over
+/// a quarter of its segment (128 KiB by default), be it one value or a rewritten leaf, goes to
+/// a file of its own under `blobs/`, and sled never fsyncs those files: `flush` syncs only its
+/// log (`write_blob` in `pagecache/blob_io.rs`; checked with strace). A block stored whole
+/// (1.6 MB at 10,000 transfers) would not survive a power loss though `flush` returned, nor
+/// would its neighbours in the leaf. In pieces of 4 KiB a leaf stays under 68 KiB and in the
+/// log, which `flush` syncs (`sled_store_writes_no_unsynced_blob_files`). Buckets are not
+/// split so; `SledKv::flush` syncs any blob a leaf of large ones becomes.
+const VALUE_CHUNK: usize = 4096;
 /// Committed blocks kept decoded (see `ChainStore::recent`): a few blocks' time of polling.
 const RECENT_BLOCKS: usize = 4;
 /// Most bytes of replaced buckets kept for the next block (see [`BucketPool`]): at 1M
@@ -531,7 +546,7 @@ impl<K: KvStore> ChainStore<K> {
             .ok_or(StoreError::HeadBlockMissing { height })?;
         if block.header.height != height {
             return Err(corrupt(
-                &key::block(height),
+                &key::block_pieces(height),
                 format!("holds a block of height {}", block.header.height),
             ));
         }
@@ -561,7 +576,7 @@ impl<K: KvStore> ChainStore<K> {
         self.tx_index = TxIndex::load(&self.kv, height, |h| {
             self.stored_block(h)?
                 .map(|b| b.txs)
-                .ok_or_else(|| corrupt(&key::block(h), "missing, below the head"))
+                .ok_or_else(|| corrupt(&key::block_pieces(h), "missing, below the head"))
         })?;
         if self.tree.root() != block.header.state_root {
             return Err(StoreError::StateRootMismatch {
@@ -635,7 +650,26 @@ impl<K: KvStore> ChainStore<K> {
     }
 
     fn stored_block(&self, height: u64) -> Result<Option<Block>, StoreError> {
-        self.decode_at(&key::block(height))
+        let prefix = key::block_pieces(height);
+        let mut bytes = Vec::new();
+        let mut pieces = 0u32;
+        for entry in self.kv.scan_prefix(&prefix) {
+            let (k, v) = entry?;
+            let chunk = k
+                .get(prefix.len()..)
+                .and_then(|c| <[u8; 4]>::try_from(c).ok());
+            if chunk != Some(pieces.to_be_bytes()) {
+                return Err(corrupt(&k, format!("not piece {pieces} of block {height}")));
+            }
+            bytes.extend_from_slice(v.as_ref());
+            pieces += 1;
+        }
+        if pieces == 0 {
+            return Ok(None);
+        }
+        codec::decode(&bytes, codec::MAX_DECODE_BYTES)
+            .map(Some)
+            .map_err(|e| corrupt(&prefix, e))
     }
 
     fn recent_at(&self, height: u64) -> Option<&(Arc<Block>, CommitCertificate)> {
@@ -1071,7 +1105,9 @@ impl<K: KvStore> ChainStore<K> {
     ) -> Result<(WriteBatch, WriteBackPlan, IndexUpdate), StoreError> {
         let height = block.header.height;
         let mut batch = WriteBatch::with_capacity(prepared.buckets.len() + block.txs.len() + 4);
-        batch.put(key::block(height).to_vec(), block.encode());
+        for (c, piece) in block.encode().chunks(VALUE_CHUNK).enumerate() {
+            batch.put(key::block(height, c as u32).to_vec(), piece.to_vec());
+        }
         batch.put(
             key::block_hash(&block.hash()).to_vec(),
             height.to_be_bytes().to_vec(),
@@ -1109,7 +1145,7 @@ impl<K: KvStore> ChainStore<K> {
             }
         }
         if plan.journal_from <= height {
-            for (c, chunk) in prepared.journal.chunks(JOURNAL_CHUNK).enumerate() {
+            for (c, chunk) in prepared.journal.chunks(VALUE_CHUNK).enumerate() {
                 batch.put(key::journal(height, c as u32).to_vec(), chunk.to_vec());
             }
         }
@@ -1134,7 +1170,7 @@ impl<K: KvStore> ChainStore<K> {
         };
         self.kv.write(batch).map_err(|e| self.poison(e))?;
         self.tx_index.install(index);
-        let header_journal_chunks = prepared.journal.len().div_ceil(JOURNAL_CHUNK) as u32;
+        let header_journal_chunks = prepared.journal.len().div_ceil(VALUE_CHUNK) as u32;
         if let Some(set) = new_set {
             self.validator_sets.insert(header.height, Arc::new(set));
         }
