@@ -381,6 +381,11 @@ const RECENT_BLOCKS: usize = 4;
 /// entries a 10,000-transfer block replaces ~30 MB of buckets. Memory glibc would hold in its
 /// free lists anyway, until the next block's buckets took it.
 const POOL_BYTES: usize = 32 << 20;
+/// Fewest touched buckets worth another thread in `prepare` (a thread costs tens of µs; a
+/// bucket's merge and hash about one at 1M entries).
+const MIN_BUCKETS_PER_THREAD: usize = 512;
+/// Most threads `prepare` uses, its own included.
+const MAX_PREPARE_THREADS: usize = 4;
 
 /// What one commit writes back: buckets written now, where the sweep goes on from, and the
 /// new lowest journal height.
@@ -450,6 +455,8 @@ pub struct ChainStore<K: KvStore> {
     cache: Mutex<BucketCache>,
     /// The buckets the last block replaced, for `prepare` to reuse.
     pool: Mutex<BucketPool>,
+    /// Threads `prepare` may use: the cores there are, up to [`MAX_PREPARE_THREADS`].
+    prepare_threads: usize,
     write_back: WriteBack,
     write_back_bytes: usize,
     write_back_blocks: u64,
@@ -482,6 +489,9 @@ impl<K: KvStore> ChainStore<K> {
             genesis_hash: genesis.hash(),
             cache: Mutex::new(BucketCache::new(config.bucket_cache_bytes)),
             pool: Mutex::new(BucketPool::new(POOL_BYTES)),
+            prepare_threads: std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(MAX_PREPARE_THREADS),
             write_back: WriteBack {
                 dirty,
                 ..WriteBack::default()
@@ -833,6 +843,43 @@ impl<K: KvStore> ChainStore<K> {
         (self.write_back.dirty.len(), self.write_back.bytes)
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_prepare_threads(&mut self, threads: usize) {
+        self.prepare_threads = threads;
+    }
+
+    /// The new versions of the buckets `groups` change (one group of changes per bucket, in
+    /// bucket order), and their hashes; unchanged buckets are left out.
+    #[allow(clippy::type_complexity)]
+    fn merge_buckets(
+        &self,
+        groups: &[&[Change<'_>]],
+        pool: &mut BucketPool,
+    ) -> Result<(Vec<(u32, Bucket)>, Vec<(u32, Hash)>), StoreError> {
+        let mut buckets = Vec::with_capacity(groups.len());
+        let mut leaves = Vec::with_capacity(groups.len());
+        let mut group_changes = Vec::new();
+        for group in groups {
+            let b = group[0].0;
+            group_changes.clear();
+            group_changes.extend(group.iter().map(|(_, kh, k, v)| (*kh, *k, *v)));
+            let current = self.bucket(b)?;
+            let Some(bucket) = current.with_changes(&group_changes, pool) else {
+                continue;
+            };
+            drop(current);
+            if bucket.size() > commitment::MAX_BUCKET_BYTES {
+                return Err(StoreError::BucketTooLarge {
+                    bucket: b,
+                    bytes: bucket.size(),
+                });
+            }
+            leaves.push((b, bucket.hash()));
+            buckets.push((b, bucket));
+        }
+        Ok((buckets, leaves))
+    }
+
     /// The committed bucket `b`, from memory or the store.
     fn bucket(&self, b: u32) -> Result<Bucket, StoreError> {
         if let Some(held) = self.write_back.dirty.get(&b) {
@@ -886,27 +933,39 @@ impl<K: KvStore> ChainStore<K> {
                 .then_with(|| commitment::cmp_key_hash(&a.1 .0, &b.1 .0))
                 .then_with(|| a.2.cmp(b.2))
         });
-        let mut buckets = Vec::new();
-        let mut leaves = Vec::new();
-        let mut group_changes = Vec::new();
+        let groups: Vec<&[Change<'_>]> = items.chunk_by(|a, b| a.0 == b.0).collect();
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        for group in items.chunk_by(|a, b| a.0 == b.0) {
-            let b = group[0].0;
-            group_changes.clear();
-            group_changes.extend(group.iter().map(|(_, kh, k, v)| (*kh, *k, *v)));
-            let current = self.bucket(b)?;
-            let Some(bucket) = current.with_changes(&group_changes, &mut pool) else {
-                continue;
-            };
-            drop(current);
-            if bucket.size() > commitment::MAX_BUCKET_BYTES {
-                return Err(StoreError::BucketTooLarge {
-                    bucket: b,
-                    bytes: bucket.size(),
-                });
+        let (mut buckets, mut leaves) = (Vec::new(), Vec::new());
+        // Each bucket's merge and hash depend on that bucket alone, so the work is split in
+        // bucket order between this thread and one more per spare core, and joined in that
+        // order: the result does not depend on the split.
+        let parts = self
+            .prepare_threads
+            .min(groups.len() / MIN_BUCKETS_PER_THREAD)
+            .max(1);
+        let per_part = groups.len().div_ceil(parts);
+        let mut pools: Vec<BucketPool> = (1..parts).map(|_| pool.split()).collect();
+        let merged = std::thread::scope(|scope| {
+            let mut rest = groups.chunks(per_part.max(1));
+            let first = rest.next().unwrap_or_default();
+            let others: Vec<_> = rest
+                .zip(pools.iter_mut())
+                .map(|(part, pool)| scope.spawn(move || self.merge_buckets(part, pool)))
+                .collect();
+            let mut merged = vec![self.merge_buckets(first, &mut pool)];
+            for handle in others {
+                merged.push(
+                    handle
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                );
             }
-            leaves.push((b, bucket.hash()));
-            buckets.push((b, bucket));
+            merged
+        });
+        for part in merged {
+            let (b, l) = part?;
+            buckets.extend(b);
+            leaves.extend(l);
         }
         Ok(PreparedState {
             buckets,

@@ -52,6 +52,18 @@ impl BucketPool {
         }
     }
 
+    /// A pool with half the buckets of each length, for another thread to take from.
+    pub fn split(&mut self) -> BucketPool {
+        let mut other = BucketPool::new(self.max_bytes);
+        for (&size, list) in &mut self.free {
+            let moved: Vec<Bucket> = list.drain(list.len() / 2..).collect();
+            self.bytes -= size * moved.len();
+            other.bytes += size * moved.len();
+            other.free.insert(size, moved);
+        }
+        other
+    }
+
     /// Frees every buffer held: those one block did not reuse are not kept for later ones, so
     /// the pool never holds more than one block's replaced buckets.
     pub fn clear(&mut self) {
@@ -115,6 +127,21 @@ mod tests {
         pool.clear();
         assert_eq!(pool.bytes(), 0);
         assert_eq!(pool.take(len).size(), len);
+    }
+
+    #[test]
+    fn split_shares_the_buckets_and_their_bytes() {
+        let mut pool = BucketPool::new(usize::MAX);
+        for _ in 0..3 {
+            pool.recycle(bucket(&[b"a"]));
+        }
+        pool.recycle(bucket(&[b"a", b"b"]));
+        let total = pool.bytes();
+        let other = pool.split();
+        assert_eq!(pool.bytes() + other.bytes(), total);
+        let one = bucket(&[b"a"]).size();
+        assert_eq!(other.bytes(), 2 * one + bucket(&[b"a", b"b"]).size());
+        assert_eq!(pool.bytes(), one);
     }
 
     #[test]

@@ -704,3 +704,36 @@ fn sled_store_writes_no_unsynced_blob_files() {
         assert_eq!(block.txs.len(), txs.len());
     }
 }
+
+#[test]
+fn prepare_on_several_threads_gives_what_one_gives() {
+    let g = genesis_with("store-test", 1 << 12);
+    let mut store = ChainStore::open(MemKv::new(), &g).expect("open");
+    let first: StateChanges = (0..4000u32)
+        .map(|i| (format!("k/{i}").into_bytes(), Some(vec![1u8; 30])))
+        .collect();
+    commit(&mut store, &first, vec![]);
+    // Changes, additions and deletions over more buckets than one thread takes.
+    let next: StateChanges = (0..6000u32)
+        .map(|i| {
+            let v = (i % 3 != 0).then(|| vec![(i % 251) as u8; 10 + (i % 40) as usize]);
+            (format!("k/{}", i * 7 % 8000).into_bytes(), v)
+        })
+        .collect();
+    let mut expected = genesis_state(&g);
+    expected.apply(&first);
+    expected.apply(&next);
+    let mut results = Vec::new();
+    for threads in [1, 2, 3] {
+        store.set_prepare_threads(threads);
+        let prepared = store.prepare(&next).expect("prepare");
+        assert!(prepared.touched_buckets() > 3 * MIN_BUCKETS_PER_THREAD);
+        assert_eq!(
+            prepared.root(),
+            root_of(&expected, 1 << 12),
+            "{threads} threads"
+        );
+        results.push(prepared.buckets);
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]));
+}
