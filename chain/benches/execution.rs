@@ -120,7 +120,8 @@ impl Bench {
 }
 
 /// CPU time this thread has run (from `/proc/thread-self/schedstat`; zero where absent):
-/// unlike wall time, it does not grow while other processes hold the cores.
+/// unlike wall time, it does not grow while other processes hold the cores. It leaves out the
+/// threads `prepare` spreads its buckets over, so prepare's figure is this thread's share.
 fn thread_cpu() -> Duration {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -137,7 +138,7 @@ fn report(parts: &[Duration; 6], blocks: u32) {
     let [e, p, c, ce, cp, cc] = parts.map(|d| per(d, blocks));
     eprintln!(
         "  per transfer over {blocks} blocks: execute {e:.2} µs, prepare {p:.2} µs, commit \
-         {c:.2} µs; thread CPU {ce:.2} + {cp:.2} + {cc:.2} = {:.2} µs",
+         {c:.2} µs; this thread's CPU {ce:.2} + {cp:.2} + {cc:.2} = {:.2} µs",
         ce + cp + cc
     );
 }
