@@ -254,6 +254,11 @@ impl ScratchAccounts {
     }
 }
 
+/// Most threads [`Executor::prefetch`] reads on, the caller's included.
+const MAX_PREFETCH_THREADS: usize = 4;
+/// Fewest txs worth another prefetch thread (a thread costs tens of µs, a read about one).
+const MIN_PREFETCH_TXS: usize = 256;
+
 /// Executes the transactions of one block over a state.
 pub struct Executor<R> {
     ledger: Ledger<R>,
@@ -326,6 +331,60 @@ impl<R: StateReader> Executor<R> {
     /// re-hashed as it grows (that was a third of a transfer's execution).
     pub fn reserve(&mut self, txs: usize) {
         self.ledger.reserve_accounts(2 * txs);
+    }
+
+    /// Reads ahead, on one thread per core (up to 4), the accounts `txs` send from and
+    /// transfer to. Txs apply one after another, but their reads of the state before the
+    /// block do not depend on each other, and at 1M accounts each is a cache miss or two
+    /// into a random bucket. What is read is exactly what a tx would have read itself; a read
+    /// that fails is left for the tx to repeat and report.
+    pub fn prefetch(&mut self, txs: &[HashedTx])
+    where
+        R: Sync,
+    {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_PREFETCH_THREADS)
+            .min(txs.len() / MIN_PREFETCH_TXS);
+        if threads >= 2 {
+            self.prefetch_on(txs, threads);
+        }
+    }
+
+    fn prefetch_on(&mut self, txs: &[HashedTx], threads: usize)
+    where
+        R: Sync,
+    {
+        let base = self.ledger.base();
+        let per_thread = txs.len().div_ceil(threads);
+        let read = |part: &[HashedTx]| -> Vec<(Address, Account)> {
+            let mut read = Vec::with_capacity(2 * part.len());
+            for t in part {
+                let to = match &t.tx.kind {
+                    TxKind::Transfer { to, .. } => Some(to),
+                    _ => None,
+                };
+                for a in std::iter::once(&t.sender).chain(to) {
+                    if let Ok(acct) = crate::state::account(base, a) {
+                        read.push((*a, acct));
+                    }
+                }
+            }
+            read
+        };
+        let parts: Vec<Vec<(Address, Account)>> = std::thread::scope(|scope| {
+            let mut chunks = txs.chunks(per_thread);
+            let first = chunks.next().unwrap_or_default();
+            let others: Vec<_> = chunks.map(|part| scope.spawn(move || read(part))).collect();
+            let mut parts = vec![read(first)];
+            for h in others {
+                parts.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            parts
+        });
+        for part in parts {
+            self.ledger.add_read_accounts(part);
+        }
     }
 
     fn scratch_account(&mut self, s: &mut Scratch, a: &Address) -> Result<Account, StateError> {
@@ -747,7 +806,7 @@ pub enum BlockError {
 /// `verified` must compare the whole tx, signature included (`Mempool::is_verified`): the tx
 /// hash excludes the signature, so a proposer could pair a pooled tx's hash with a forged
 /// signature, and nodes that had the tx would accept a block the others reject.
-pub fn execute_block<R: StateReader>(
+pub fn execute_block<R: StateReader + Sync>(
     base: R,
     env: BlockEnv,
     txs: &[HashedTx],
@@ -765,6 +824,7 @@ pub fn execute_block<R: StateReader>(
     })?;
     let mut exec = Executor::new(base, env)?;
     exec.reserve(txs.len());
+    exec.prefetch(txs);
     for (index, t) in txs.iter().enumerate() {
         exec.apply_tx(t, Sigs::Verified)
             .map_err(|error| BlockError::Tx {

@@ -858,3 +858,42 @@ mod props {
         }
     }
 }
+
+#[test]
+fn prefetched_accounts_change_nothing() {
+    let mut w = World::new();
+    let alice = SecretKey::from_seed(w.alice.seed());
+    let bob = SecretKey::from_seed(w.bob.seed());
+    let mut txs: Vec<HashedTx> = (0..600u32)
+        .map(|i| {
+            let mut to = [0u8; 20];
+            to[..4].copy_from_slice(&(i % 450).to_be_bytes());
+            w.transfer(&alice, Address(to), AIT + u64::from(i))
+        })
+        .collect();
+    txs.push(w.transfer(&bob, addr(&alice), AIT));
+    txs.push(w.transfer(&alice, addr(&alice), AIT));
+    txs.push(w.transfer(&alice, addr(&bob), AIT));
+    let run = |threads: usize| {
+        let mut exec = Executor::new(&w.state, w.env()).expect("executor");
+        if threads > 1 {
+            exec.prefetch_on(&txs, threads);
+        }
+        for t in &txs {
+            exec.apply_tx(t, Sigs::Verified).expect("applies");
+        }
+        let out = exec.finish().expect("finish");
+        (
+            out.changes
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect::<Vec<_>>(),
+            out.fees,
+        )
+    };
+    let alone = run(1);
+    assert!(alone.0.len() > 450);
+    for threads in [2, 3] {
+        assert_eq!(run(threads), alone, "{threads} threads");
+    }
+}

@@ -42,6 +42,14 @@ impl<R: StateReader> Ledger<R> {
         Ok(acct)
     }
 
+    /// Records accounts read ahead from the base (see `Executor::prefetch`); those already
+    /// read or written stay as they are.
+    pub fn add_read_accounts(&mut self, read: impl IntoIterator<Item = (Address, Account)>) {
+        for (a, acct) in read {
+            self.accounts.entry(a).or_insert((acct, false));
+        }
+    }
+
     pub fn reserve_accounts(&mut self, n: usize) {
         self.accounts.reserve(n);
     }
