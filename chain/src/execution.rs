@@ -9,6 +9,7 @@ use crate::account::Account;
 use crate::address::Address;
 use crate::crypto::{self, BatchItem, PublicKey, SigError, VerifyingKey};
 use crate::hash::Hash;
+use crate::parallel;
 use crate::params::{ParamError, Params, BPS};
 use crate::receipt::{Receipt, ReceiptSigError};
 use crate::state::ledger::Ledger;
@@ -254,9 +255,7 @@ impl ScratchAccounts {
     }
 }
 
-/// Most threads [`Executor::prefetch`] reads on, the caller's included.
-const MAX_PREFETCH_THREADS: usize = 4;
-/// Fewest txs worth another prefetch thread (a thread costs tens of µs, a read about one).
+/// Fewest txs worth another prefetch thread (a read costs about a µs at 1M accounts).
 const MIN_PREFETCH_TXS: usize = 256;
 
 /// Executes the transactions of one block over a state.
@@ -338,15 +337,12 @@ impl<R: StateReader> Executor<R> {
     /// block do not depend on each other, and at 1M accounts each is a cache miss or two
     /// into a random bucket. What is read is exactly what a tx would have read itself; a read
     /// that fails is left for the tx to repeat and report.
-    pub fn prefetch(&mut self, txs: &[HashedTx])
+    fn prefetch(&mut self, txs: &[HashedTx])
     where
         R: Sync,
     {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(MAX_PREFETCH_THREADS)
-            .min(txs.len() / MIN_PREFETCH_TXS);
-        if threads >= 2 {
+        let threads = parallel::parts(txs.len(), MIN_PREFETCH_TXS, parallel::threads());
+        if threads > 1 {
             self.prefetch_on(txs, threads);
         }
     }
@@ -356,8 +352,7 @@ impl<R: StateReader> Executor<R> {
         R: Sync,
     {
         let base = self.ledger.base();
-        let per_thread = txs.len().div_ceil(threads);
-        let read = |part: &[HashedTx]| -> Vec<(Address, Account)> {
+        let parts = parallel::map_parts(txs, &mut vec![(); threads], |part, _| {
             let mut read = Vec::with_capacity(2 * part.len());
             for t in part {
                 let to = match &t.tx.kind {
@@ -371,16 +366,6 @@ impl<R: StateReader> Executor<R> {
                 }
             }
             read
-        };
-        let parts: Vec<Vec<(Address, Account)>> = std::thread::scope(|scope| {
-            let mut chunks = txs.chunks(per_thread);
-            let first = chunks.next().unwrap_or_default();
-            let others: Vec<_> = chunks.map(|part| scope.spawn(move || read(part))).collect();
-            let mut parts = vec![read(first)];
-            for h in others {
-                parts.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            }
-            parts
         });
         for part in parts {
             self.ledger.add_read_accounts(part);

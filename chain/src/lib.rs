@@ -16,6 +16,7 @@ pub mod genesis;
 pub mod hash;
 pub mod light;
 pub mod mempool;
+mod parallel;
 pub mod params;
 pub mod receipt;
 pub mod state;

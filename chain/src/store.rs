@@ -29,6 +29,7 @@ use crate::block::{Block, CommitCertificate, Header};
 use crate::codec;
 use crate::genesis::{Genesis, GenesisError};
 use crate::hash::Hash;
+use crate::parallel;
 use crate::state::commitment::{self, Bucket, BucketTree, CommitmentError, TreeUpdate};
 use crate::state::keys as state_keys;
 use crate::state::pool::BucketPool;
@@ -220,6 +221,13 @@ mod key {
     }
 }
 
+/// Puts `bytes` as pieces of [`VALUE_CHUNK`], piece `c` under `key(c)`.
+fn put_pieces<const N: usize>(batch: &mut WriteBatch, bytes: &[u8], key: impl Fn(u32) -> [u8; N]) {
+    for (c, piece) in bytes.chunks(VALUE_CHUNK).enumerate() {
+        batch.put(key(c as u32).to_vec(), piece.to_vec());
+    }
+}
+
 pub(crate) fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         key: key::display(key),
@@ -381,11 +389,9 @@ const RECENT_BLOCKS: usize = 4;
 /// entries a 10,000-transfer block replaces ~30 MB of buckets. Memory glibc would hold in its
 /// free lists anyway, until the next block's buckets took it.
 const POOL_BYTES: usize = 32 << 20;
-/// Fewest touched buckets worth another thread in `prepare` (a thread costs tens of µs; a
-/// bucket's merge and hash about one at 1M entries).
+/// Fewest touched buckets worth another thread in `prepare` (a bucket's merge and hash cost
+/// about a µs at 1M entries).
 const MIN_BUCKETS_PER_THREAD: usize = 512;
-/// Most threads `prepare` uses, its own included.
-const MAX_PREPARE_THREADS: usize = 4;
 
 /// What one commit writes back: buckets written now, where the sweep goes on from, and the
 /// new lowest journal height.
@@ -455,7 +461,7 @@ pub struct ChainStore<K: KvStore> {
     cache: Mutex<BucketCache>,
     /// The buckets the last block replaced, for `prepare` to reuse.
     pool: Mutex<BucketPool>,
-    /// Threads `prepare` may use: the cores there are, up to [`MAX_PREPARE_THREADS`].
+    /// Threads `prepare` may use ([`parallel::threads`]; tests set others).
     prepare_threads: usize,
     write_back: WriteBack,
     write_back_bytes: usize,
@@ -489,9 +495,7 @@ impl<K: KvStore> ChainStore<K> {
             genesis_hash: genesis.hash(),
             cache: Mutex::new(BucketCache::new(config.bucket_cache_bytes)),
             pool: Mutex::new(BucketPool::new(POOL_BYTES)),
-            prepare_threads: std::thread::available_parallelism()
-                .map_or(1, usize::from)
-                .min(MAX_PREPARE_THREADS),
+            prepare_threads: parallel::threads(),
             write_back: WriteBack {
                 dirty,
                 ..WriteBack::default()
@@ -934,34 +938,18 @@ impl<K: KvStore> ChainStore<K> {
                 .then_with(|| a.2.cmp(b.2))
         });
         let groups: Vec<&[Change<'_>]> = items.chunk_by(|a, b| a.0 == b.0).collect();
+        // Each bucket's merge and hash depend on that bucket alone; each part takes its share
+        // of the pool.
+        let parts = parallel::parts(groups.len(), MIN_BUCKETS_PER_THREAD, self.prepare_threads);
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut buckets, mut leaves) = (Vec::new(), Vec::new());
-        // Each bucket's merge and hash depend on that bucket alone, so the work is split in
-        // bucket order between this thread and one more per spare core, and joined in that
-        // order: the result does not depend on the split.
-        let parts = self
-            .prepare_threads
-            .min(groups.len() / MIN_BUCKETS_PER_THREAD)
-            .max(1);
-        let per_part = groups.len().div_ceil(parts);
-        let mut pools: Vec<BucketPool> = (1..parts).map(|_| pool.split()).collect();
-        let merged = std::thread::scope(|scope| {
-            let mut rest = groups.chunks(per_part.max(1));
-            let first = rest.next().unwrap_or_default();
-            let others: Vec<_> = rest
-                .zip(pools.iter_mut())
-                .map(|(part, pool)| scope.spawn(move || self.merge_buckets(part, pool)))
-                .collect();
-            let mut merged = vec![self.merge_buckets(first, &mut pool)];
-            for handle in others {
-                merged.push(
-                    handle
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                );
-            }
-            merged
+        let mut split: Vec<BucketPool> = (1..parts).map(|_| pool.split()).collect();
+        let mut pools: Vec<&mut BucketPool> = std::iter::once(&mut *pool)
+            .chain(split.iter_mut())
+            .collect();
+        let merged = parallel::map_parts(&groups, &mut pools, |part, pool| {
+            self.merge_buckets(part, pool)
         });
+        let (mut buckets, mut leaves) = (Vec::new(), Vec::new());
         for part in merged {
             let (b, l) = part?;
             buckets.extend(b);
@@ -1164,9 +1152,7 @@ impl<K: KvStore> ChainStore<K> {
     ) -> Result<(WriteBatch, WriteBackPlan, IndexUpdate), StoreError> {
         let height = block.header.height;
         let mut batch = WriteBatch::with_capacity(prepared.buckets.len() + block.txs.len() + 4);
-        for (c, piece) in block.encode().chunks(VALUE_CHUNK).enumerate() {
-            batch.put(key::block(height, c as u32).to_vec(), piece.to_vec());
-        }
+        put_pieces(&mut batch, &block.encode(), |c| key::block(height, c));
         batch.put(
             key::block_hash(&block.hash()).to_vec(),
             height.to_be_bytes().to_vec(),
@@ -1204,9 +1190,7 @@ impl<K: KvStore> ChainStore<K> {
             }
         }
         if plan.journal_from <= height {
-            for (c, chunk) in prepared.journal.chunks(VALUE_CHUNK).enumerate() {
-                batch.put(key::journal(height, c as u32).to_vec(), chunk.to_vec());
-            }
+            put_pieces(&mut batch, &prepared.journal, |c| key::journal(height, c));
         }
         batch.put(key::HEAD.to_vec(), height.to_be_bytes().to_vec());
         Ok((batch, plan, index))
